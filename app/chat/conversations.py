@@ -1,0 +1,231 @@
+"""Conversations between two people, the list of them, unread counts and read watermarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.chat.errors import Forbidden, InvalidInput, NotFound
+from app.chat.people import can_talk
+from app.db.models import Conversation, Member, Message, User, utcnow
+
+PAGE_SIZE = 30
+
+
+@dataclass(frozen=True)
+class ConversationItem:
+    """One row of a person's conversation list."""
+
+    conversation: Conversation
+    peer: User
+    last_message: Message | None
+    unread: int
+    peer_last_read: int
+
+    @property
+    def id(self) -> int:
+        return self.conversation.id
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Keyset position in a conversation list: strictly older than (activity time, conversation id)."""
+
+    activity: datetime
+    conversation_id: int
+
+    def encode(self) -> str:
+        micros = int(self.activity.timestamp() * 1_000_000)
+        return f"{micros}_{self.conversation_id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> ListCursor:
+        try:
+            micros, cid = raw.split("_", 1)
+            activity = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+            return cls(activity, int(cid))
+        except (ValueError, OverflowError, OSError) as error:
+            raise InvalidInput("invalid cursor") from error
+
+
+def ordered_pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def find_conversation(session: Session, a: str, b: str) -> Conversation | None:
+    user_a, user_b = ordered_pair(a, b)
+    return session.scalars(
+        select(Conversation).where(Conversation.user_a == user_a, Conversation.user_b == user_b)
+    ).first()
+
+
+def get_or_create_conversation(session: Session, me: User, peer: User) -> Conversation:
+    """The conversation of the pair, created on first contact. Two buyers (and the like) may not talk."""
+    if me.id == peer.id or not can_talk(me.role, peer.role):
+        raise Forbidden("pair not allowed")
+    existing = find_conversation(session, me.id, peer.id)
+    if existing is not None:
+        return existing
+    user_a, user_b = ordered_pair(me.id, peer.id)
+    now = utcnow()
+    try:
+        with session.begin_nested():
+            conversation = Conversation(user_a=user_a, user_b=user_b, created_at=now, last_activity_at=now)
+            session.add(conversation)
+            session.flush()
+            session.add_all(
+                [
+                    Member(conversation_id=conversation.id, user_id=me.id, peer_id=peer.id, last_activity_at=now),
+                    Member(conversation_id=conversation.id, user_id=peer.id, peer_id=me.id, last_activity_at=now),
+                ]
+            )
+            session.flush()
+    except IntegrityError:  # the other side created it at the same moment
+        existing = find_conversation(session, me.id, peer.id)
+        if existing is None:
+            raise
+        return existing
+    return conversation
+
+
+def get_conversation(session: Session, conversation_id: int) -> Conversation:
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound("conversation")
+    return conversation
+
+
+def get_membership(session: Session, conversation_id: int, user_id: str) -> Member:
+    """The person's membership, or Forbidden: the single check behind every participant-only route."""
+    get_conversation(session, conversation_id)
+    member = session.get(Member, (conversation_id, user_id))
+    if member is None:
+        raise Forbidden("not a participant")
+    return member
+
+
+def participants(conversation: Conversation) -> tuple[str, str]:
+    return conversation.user_a, conversation.user_b
+
+
+def peer_of(conversation: Conversation, user_id: str) -> str:
+    return conversation.user_b if conversation.user_a == user_id else conversation.user_a
+
+
+def list_conversations(
+    session: Session, user_id: str, before: ListCursor | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[ConversationItem], ListCursor | None]:
+    """A page of the person's conversations, newest activity first, and the cursor of the next page."""
+    query = (
+        select(Member, Conversation, User)
+        .join(Conversation, Conversation.id == Member.conversation_id)
+        .join(User, User.id == Member.peer_id)
+        .where(Member.user_id == user_id)
+        .order_by(Member.last_activity_at.desc(), Member.conversation_id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(
+            or_(
+                Member.last_activity_at < before.activity,
+                and_(Member.last_activity_at == before.activity, Member.conversation_id < before.conversation_id),
+            )
+        )
+    rows = session.execute(query).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    items = _build_items(session, user_id, rows)
+    next_cursor = None
+    if has_more and rows:
+        last_member = rows[-1][0]
+        next_cursor = ListCursor(last_member.last_activity_at, last_member.conversation_id)
+    return items, next_cursor
+
+
+def conversation_item(session: Session, conversation_id: int, user_id: str) -> ConversationItem:
+    member = get_membership(session, conversation_id, user_id)
+    conversation = session.get(Conversation, conversation_id)
+    peer = session.get(User, member.peer_id)
+    assert conversation is not None and peer is not None
+    return _build_items(session, user_id, [(member, conversation, peer)])[0]
+
+
+def _build_items(session: Session, user_id: str, rows) -> list[ConversationItem]:  # type: ignore[no-untyped-def]
+    """Attach last messages, unread counts and the peer's read watermark in three queries in all."""
+    if not rows:
+        return []
+    conversation_ids = [member.conversation_id for member, _, _ in rows]
+    last_ids = [c.last_message_id for _, c, _ in rows if c.last_message_id]
+    last_messages: dict[int, Message] = {}
+    if last_ids:
+        last_messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(last_ids)))}
+    unread = unread_counts(session, user_id, conversation_ids)
+    peer_reads = dict(
+        session.execute(
+            select(Member.conversation_id, Member.last_read_message_id).where(
+                Member.conversation_id.in_(conversation_ids), Member.user_id != user_id
+            )
+        ).all()
+    )
+    return [
+        ConversationItem(
+            conversation=conversation,
+            peer=peer,
+            last_message=last_messages.get(conversation.last_message_id or 0),
+            unread=unread.get(conversation.id, 0),
+            peer_last_read=peer_reads.get(conversation.id, 0),
+        )
+        for _member, conversation, peer in rows
+    ]
+
+
+def unread_counts(session: Session, user_id: str, conversation_ids: list[int] | None = None) -> dict[int, int]:
+    """Messages from the other side after the person's watermark, per conversation (only where any)."""
+    query = (
+        select(Message.conversation_id, func.count())
+        .join(
+            Member,
+            and_(Member.conversation_id == Message.conversation_id, Member.user_id == user_id),
+        )
+        .join(Conversation, Conversation.id == Member.conversation_id)
+        .where(
+            Conversation.last_message_id > Member.last_read_message_id,
+            Message.id > Member.last_read_message_id,
+            Message.sender_id != user_id,
+        )
+        .group_by(Message.conversation_id)
+    )
+    if conversation_ids is not None:
+        query = query.where(Member.conversation_id.in_(conversation_ids))
+    return {cid: count for cid, count in session.execute(query).all()}
+
+
+def total_unread(session: Session, user_id: str) -> int:
+    return sum(unread_counts(session, user_id).values())
+
+
+def mark_read(session: Session, conversation_id: int, user_id: str, up_to: int | None = None) -> int | None:
+    """Move the person's read watermark forward (never back). Returns the new watermark, or None if unchanged."""
+    member = get_membership(session, conversation_id, user_id)
+    conversation = session.get(Conversation, conversation_id)
+    assert conversation is not None
+    latest = conversation.last_message_id or 0
+    target = latest if up_to is None else min(up_to, latest)
+    if target <= member.last_read_message_id:
+        return None
+    result = session.execute(
+        update(Member)
+        .where(
+            Member.conversation_id == conversation_id,
+            Member.user_id == user_id,
+            Member.last_read_message_id < target,
+        )
+        .values(last_read_message_id=target)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(member)
+    return target if result.rowcount else None  # type: ignore[attr-defined]

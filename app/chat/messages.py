@@ -1,0 +1,90 @@
+"""Messages: validation, storing, pages of history, and replay after an event id."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.chat.conversations import get_membership
+from app.chat.errors import InvalidInput
+from app.db.models import Conversation, Member, Message, utcnow
+from app.i18n import gettext as _
+
+MAX_BODY_LENGTH = 5000
+PAGE_SIZE = 30
+_ALLOWED_CONTROLS = {"\n", "\t"}
+
+
+def clean_body(raw: str | None) -> str:
+    """The stored form of a message body, or InvalidInput with a message for the composer."""
+    body = (raw or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not body:
+        raise InvalidInput(_("消息不能为空。"))
+    if len(body) > MAX_BODY_LENGTH:
+        raise InvalidInput(_("消息太长了：最多 {limit} 个字符，现在有 {count} 个。").format(
+            limit=MAX_BODY_LENGTH, count=len(body)))
+    if any(unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS for c in body):
+        raise InvalidInput(_("消息含有无法显示的控制字符。"))
+    return body
+
+
+def send_message(session: Session, conversation_id: int, sender_id: str, raw_body: str | None,
+                 kind: str = "text") -> Message:
+    """Store a message from a participant and move the conversation to the top of both lists."""
+    member = get_membership(session, conversation_id, sender_id)
+    body = clean_body(raw_body)
+    now = utcnow()
+    message = Message(conversation_id=conversation_id, sender_id=sender_id, kind=kind, body=body, created_at=now)
+    session.add(message)
+    session.flush()
+    session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(last_message_id=message.id, last_activity_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Member)
+        .where(Member.conversation_id == conversation_id)
+        .values(last_activity_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    # The sender has read everything up to their own message.
+    member.last_read_message_id = max(member.last_read_message_id, message.id)
+    session.flush()
+    return message
+
+
+def get_message(session: Session, message_id: int) -> Message | None:
+    return session.get(Message, message_id)
+
+
+def latest_messages(session: Session, conversation_id: int, limit: int = PAGE_SIZE) -> tuple[list[Message], bool]:
+    """The newest page of a conversation, oldest first, and whether older messages exist."""
+    return messages_before(session, conversation_id, None, limit)
+
+
+def messages_before(
+    session: Session, conversation_id: int, before: int | None, limit: int = PAGE_SIZE
+) -> tuple[list[Message], bool]:
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = list(session.scalars(query.order_by(Message.id.desc()).limit(limit + 1)))
+    has_more = len(rows) > limit
+    return list(reversed(rows[:limit])), has_more
+
+
+def messages_after(session: Session, viewer_id: str | None, after: int, limit: int = 200) -> list[Message]:
+    """Messages stored after event id `after` that the viewer may see, in order; viewer None = everything."""
+    query = select(Message).where(Message.id > after)
+    if viewer_id is not None:
+        mine = select(Member.conversation_id).where(Member.user_id == viewer_id)
+        query = query.where(Message.conversation_id.in_(mine))
+    return list(session.scalars(query.order_by(Message.id).limit(limit)))
+
+
+def latest_message_id(session: Session) -> int:
+    return session.scalar(select(Message.id).order_by(Message.id.desc()).limit(1)) or 0

@@ -1,0 +1,59 @@
+"""People: buyers, merchants, support and admins, and who may talk to whom."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.chat.errors import InvalidInput
+from app.db.models import ROLES, User
+
+CHAT_ROLES = ("buyer", "merchant", "support")
+# The pairs that may hold a conversation (order does not matter).
+ALLOWED_PAIRS = {
+    frozenset({"buyer", "merchant"}),
+    frozenset({"buyer", "support"}),
+    frozenset({"merchant", "support"}),
+}
+MAX_ID_LENGTH = 64
+MAX_NAME_LENGTH = 100
+
+
+def can_talk(role_a: str, role_b: str) -> bool:
+    return frozenset({role_a, role_b}) in ALLOWED_PAIRS
+
+
+def get_user(session: Session, user_id: str) -> User | None:
+    if not valid_user_id(user_id):
+        return None
+    return session.get(User, user_id)
+
+
+def get_users(session: Session, user_ids: set[str]) -> dict[str, User]:
+    if not user_ids:
+        return {}
+    rows = session.scalars(select(User).where(User.id.in_(user_ids)))
+    return {user.id: user for user in rows}
+
+
+def valid_user_id(user_id: str) -> bool:
+    """Ids are short, printable ASCII without spaces: they travel in URLs, cookies and channel names."""
+    return 0 < len(user_id) <= MAX_ID_LENGTH and all(c.isascii() and (c.isalnum() or c in "-_.@") for c in user_id)
+
+
+def upsert_user(session: Session, user_id: str, name: str, role: str) -> User:
+    if not valid_user_id(user_id):
+        raise InvalidInput(f"invalid user id: {user_id!r}")
+    if role not in ROLES:
+        raise InvalidInput(f"invalid role: {role!r}")
+    name = name.strip()
+    if not 0 < len(name) <= MAX_NAME_LENGTH:
+        raise InvalidInput("name must be 1–100 characters")
+    user = session.get(User, user_id)
+    if user is None:
+        user = User(id=user_id, name=name, role=role)
+        session.add(user)
+    else:
+        user.name, user.role = name, role
+    session.flush()
+    return user

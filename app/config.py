@@ -1,0 +1,69 @@
+"""Settings: one frozen object read from the environment (and a `.env` file in the working directory)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+log = logging.getLogger("kefu")
+
+DEFAULT_DATABASE_URL = "sqlite:///var/kefu.db"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _local_secret_key(var_dir: Path) -> str:
+    """The generated key under var/: created once, then reused so sessions survive restarts."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = field(default="", repr=False)
+    secret_key_generated: bool = False
+    demo: bool = False
+    broker_url: str = ""
+    upload_dir: Path = Path("var/uploads")
+    max_upload_mb: int = 10
+    var_dir: Path = Path("var")
+    debug: bool = False
+    sse_ping_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        if env is None:
+            load_dotenv(Path.cwd() / ".env", override=False)
+            env = dict(os.environ)
+        var_dir = Path(env.get("KEFU_VAR_DIR", "var"))
+        secret = env.get("KEFU_SECRET_KEY", "").strip()
+        generated = not secret
+        values: dict[str, object] = {
+            "database_url": env.get("KEFU_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+            "secret_key": secret or _local_secret_key(var_dir),
+            "secret_key_generated": generated,
+            "demo": _flag(env.get("KEFU_DEMO")),
+            "broker_url": env.get("KEFU_BROKER_URL", "").strip(),
+            "upload_dir": Path(env.get("KEFU_UPLOAD_DIR", "").strip() or var_dir / "uploads"),
+            "max_upload_mb": int(env.get("KEFU_MAX_UPLOAD_MB", "10") or 10),
+            "var_dir": var_dir,
+            "debug": _flag(env.get("KEFU_DEBUG")),
+            "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

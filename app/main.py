@@ -1,0 +1,92 @@
+"""create_app(settings) -> Litestar: plugins, middleware, routers; nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from litestar import Litestar, Request, get
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app import ROOT
+from app.config import Settings
+from app.db.engine import make_engine, make_sessionmaker
+from app.i18n import current_locale, pick_locale
+from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
+from app.realtime.presence import Presence
+from app.templating import environment
+from app.web.chat import ChatController
+from app.web.deps import provide_db
+from app.web.errors import EXCEPTION_HANDLERS
+from app.web.events import events
+from app.web.health import healthz
+
+log = logging.getLogger("kefu")
+
+
+@get("/", include_in_schema=False)
+async def home() -> Redirect:
+    return Redirect("/chat")
+
+
+async def set_locale(request: Request) -> None:
+    current_locale.set(pick_locale(request.headers.get("accept-language")))
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    channels = make_channels_plugin(settings.broker_url)
+
+    bus = Bus(channels)
+
+    async def announce(user_id: str, online: bool) -> None:
+        await bus.publish({"t": "presence", "user": user_id, "online": online}, [PRESENCE])
+
+    state = State(
+        {
+            "settings": settings,
+            "engine": engine,
+            "sessions": make_sessionmaker(engine),
+            "channels": channels,
+            "bus": bus,
+            "presence": Presence(announce),
+        }
+    )
+
+    def dispose_engine() -> None:
+        engine.dispose()
+
+    async def start_bus() -> None:
+        # Sync handlers run in this pool; the loop's default (cores + 4 threads) starves under load.
+        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kefu-handler")
+        asyncio.get_running_loop().set_default_executor(executor)
+        await state.bus.start()
+
+    return Litestar(
+        route_handlers=[
+            home,
+            ChatController,
+            events,
+            healthz,
+            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),
+        ],
+        dependencies={"db": Provide(provide_db)},
+        plugins=[channels],
+        state=state,
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment())),
+        csrf_config=CSRFConfig(secret=settings.secret_key, cookie_samesite="lax", cookie_httponly=True),
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        before_request=set_locale,
+        on_startup=[start_bus],
+        on_shutdown=[dispose_engine],
+        debug=settings.debug,
+        openapi_config=None,
+    )

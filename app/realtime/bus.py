@@ -1,0 +1,72 @@
+"""The event bus: small JSON events on Litestar channels, one channel per person plus `admins` and `presence`.
+
+In-process (memory backend) by default; KEFU_BROKER_URL=redis://… fans out across processes and machines.
+Events carry ids and, for messages, the message's HTML rendered once by the sender's request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
+
+log = logging.getLogger("kefu.bus")
+
+ADMINS = "admins"
+PRESENCE = "presence"
+
+
+def person_channel(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def make_channels_plugin(broker_url: str) -> ChannelsPlugin:
+    if broker_url:
+        from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+        from redis.asyncio import Redis
+
+        backend = RedisChannelsPubSubBackend(redis=Redis.from_url(broker_url), key_prefix="kefu_channels")
+    else:
+        backend = MemoryChannelsBackend()
+    return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=2000)
+
+
+class Bus:
+    """Publishes domain events to the channels of the people who may see them."""
+
+    def __init__(self, plugin: ChannelsPlugin) -> None:
+        self.plugin = plugin
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Remember the server's event loop, for publishing from the worker threads of sync handlers."""
+        self.loop = asyncio.get_running_loop()
+
+    async def publish(self, event: dict[str, Any], channels: list[str]) -> None:
+        try:
+            await self.plugin.wait_published(event, channels)
+        except Exception:  # the message is stored: streams catch up by replay
+            log.exception("could not publish %s event", event.get("t"))
+
+    def publish_from_thread(self, event: dict[str, Any], channels: list[str]) -> None:
+        """For sync handlers, which Litestar runs in worker threads: returns once the event is published."""
+        if self.loop is None:
+            raise RuntimeError("Bus.start() was not called")
+        asyncio.run_coroutine_threadsafe(self.publish(event, channels), self.loop).result(timeout=10)
+
+    @staticmethod
+    def conversation_channels(participant_ids: tuple[str, str]) -> list[str]:
+        return [person_channel(uid) for uid in participant_ids] + [ADMINS]
+
+    def message_created(self, message_id: int, conversation_id: int, participant_ids: tuple[str, str],
+                        sender_id: str, html: str) -> None:
+        event = {"t": "message", "id": message_id, "cid": conversation_id, "sender": sender_id, "html": html}
+        self.publish_from_thread(event, self.conversation_channels(participant_ids))
+
+    def read_moved(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
+                   up_to: int) -> None:
+        event = {"t": "read", "cid": conversation_id, "user": reader_id, "upto": up_to}
+        self.publish_from_thread(event, self.conversation_channels(participant_ids))

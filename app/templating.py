@@ -1,0 +1,57 @@
+"""The one Jinja environment: pages and fragments rendered by requests, and message fragments rendered
+for the event stream (replay) outside any request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from app import ROOT
+from app.i18n import gettext, ngettext
+
+TEMPLATE_DIR = ROOT / "templates"
+
+
+def iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value else ""
+
+
+def clock(value: datetime | None) -> str:
+    """A UTC fallback; static/js/kefu.js rewrites <time> elements in the reader's own time zone."""
+    return value.astimezone(UTC).strftime("%H:%M") if value else ""
+
+
+def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
+    if message is None:
+        return ""
+    if message.kind == "image":
+        return gettext("[图片]")
+    if message.kind == "file":
+        return gettext("[文件]")
+    text = " ".join(message.body.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters.update(iso=iso, clock=clock, preview=preview)
+    return env
+
+
+def render(template: str, **context: object) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def render_message(message, sender) -> str:  # type: ignore[no-untyped-def]
+    """A message's HTML, the same for every viewer (CSS and kefu.js mark one's own messages)."""
+    return render("_message.html", m=message, sender=sender)

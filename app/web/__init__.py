@@ -1,0 +1,1 @@
+"""HTTP: controllers by area, identity guards, error pages."""

@@ -1,0 +1,226 @@
+"""The chat app of buyers, merchants and support: pages, fragments and the POSTs that change things."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
+from litestar.params import Body, FromPath, QueryParameter
+from litestar.response import Redirect, Template
+from sqlalchemy.orm import Session
+
+from app.chat import conversations as convs
+from app.chat import messages as msgs
+from app.chat.errors import Forbidden, InvalidInput
+from app.chat.people import get_user
+from app.db.models import User
+from app.i18n import gettext as _
+from app.realtime.bus import Bus
+from app.templating import render, render_message
+from app.web.deps import current_person, parse_id
+from app.web.errors import public_error
+from app.web.identity import needs_as, read_session, set_session
+
+QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
+Db = NamedDependency[Session]
+PathId = FromPath[str]
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def page_context(request: Request, db: Db, me: User, open_cid: int | None) -> dict[str, Any]:
+    """Everything the chat page shows: the list, the open thread and its peer, unread total, presence."""
+    presence = request.app.state.presence
+    last_event_id = msgs.latest_message_id(db)  # read first: the stream replays anything newer
+    items, cursor = convs.list_conversations(db, me.id)
+    context: dict[str, Any] = {
+        "me": me,
+        "items": items,
+        "next_cursor": cursor.encode() if cursor else None,
+        "total_unread": convs.total_unread(db, me.id),
+        "last_event_id": last_event_id,
+        "acting_as": me.id if needs_as(request) else None,
+        "online": presence.online({item.peer.id for item in items}),
+        "open": None,
+    }
+    if open_cid is not None:
+        context["open"] = thread_context(db, me, open_cid, presence)
+        context["online"] |= presence.online({context["open"]["peer"].id})
+    return context
+
+
+def thread_context(db: Db, me: User, cid: int, presence: Any) -> dict[str, Any]:
+    convs.mark_read(db, cid, me.id)  # opening a conversation reads it
+    db.commit()
+    item = convs.conversation_item(db, cid, me.id)
+    messages, has_more = msgs.latest_messages(db, cid)
+    return {
+        "item": item,
+        "peer": item.peer,
+        "messages": messages,
+        "has_more": has_more,
+        "senders": {me.id: me, item.peer.id: item.peer},
+        "peer_online": presence.is_online(item.peer.id),
+    }
+
+
+def publish_read(state: State, db: Db, cid: int, reader_id: str, up_to: int) -> None:
+    conversation = convs.get_conversation(db, cid)
+    bus: Bus = state.bus
+    bus.read_moved(cid, convs.participants(conversation), reader_id, up_to)
+
+
+class ChatController(Controller):
+    path = "/chat"
+
+    @get("/", sync_to_thread=True)
+    def chat_page(
+        self,
+        request: Request,
+        state: State,
+        db: Db,
+        user_id: QueryValue = None,
+        token: QueryValue = None,
+        target: QueryValue = None,
+        target_user_id: QueryValue = None,
+    ) -> Response:
+        target = target or target_user_id
+        if user_id is not None:
+            return self._demo_sign_in(request, state, db, user_id, target)
+        if token is not None:
+            raise public_error(PermissionDeniedException, _("登录链接无效或已过期。"))
+        me = current_person(request, db)
+        open_cid = None
+        if target:
+            peer = get_user(db, target)
+            if peer is None or peer.role == "admin":
+                raise public_error(NotFoundException, _("找不到要联系的人：{target}").format(target=target))
+            try:
+                conversation = convs.get_or_create_conversation(db, me, peer)
+            except Forbidden as error:
+                raise public_error(ClientException, _("{me}和{peer}之间不能发起会话。").format(
+                    me=me.name, peer=peer.name)) from error
+            db.commit()
+            open_cid = conversation.id
+        return Template("chat.html", context=page_context(request, db, me, open_cid))
+
+    def _demo_sign_in(self, request: Request, state: State, db: Db, user_id: str,
+                      target: str | None) -> Response:
+        if not state.settings.demo:
+            raise public_error(PermissionDeniedException, _("演示登录已关闭。请通过商城给你的链接进入客服。"))
+        person = get_user(db, user_id)
+        if person is None or person.role == "admin":
+            raise public_error(NotFoundException, _("没有这个演示用户：{user_id}").format(user_id=user_id))
+        session = read_session(request).with_person(person.id)
+        query = {"target": target} if target else {}
+        if len(session.people) > 1:
+            query["as"] = person.id
+        response = Redirect("/chat", query_params=query, status_code=303)
+        return set_session(response, request, session)
+
+    @get("/c/{cid:str}", sync_to_thread=True)
+    def conversation_page(self, request: Request, db: Db, cid: PathId) -> Response:
+        me = current_person(request, db)
+        conversation_id = parse_id(cid)
+        convs.get_membership(db, conversation_id, me.id)
+        if is_htmx(request):
+            context = {
+                "me": me,
+                "open": thread_context(db, me, conversation_id, request.app.state.presence),
+                "acting_as": me.id if needs_as(request) else None,
+            }
+            return Template("_open_conversation.html", context=context)
+        return Template("chat.html", context=page_context(request, db, me, conversation_id))
+
+    @get("/c/{cid:str}/messages", sync_to_thread=True)
+    def older_messages(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Response:
+        me = current_person(request, db)
+        conversation_id = parse_id(cid)
+        item = convs.conversation_item(db, conversation_id, me.id)
+        before_id = parse_id(before) if before else None
+        messages, has_more = msgs.messages_before(db, conversation_id, before_id)
+        context = {
+            "me": me,
+            "cid": conversation_id,
+            "messages": messages,
+            "has_more": has_more,
+            "senders": {me.id: me, item.peer.id: item.peer},
+            "peer_last_read": item.peer_last_read,
+        }
+        return Template("_older_messages.html", context=context)
+
+    @post("/c/{cid:str}/messages", sync_to_thread=True, status_code=201)
+    def send(
+        self,
+        request: Request,
+        state: State,
+        db: Db,
+        cid: PathId,
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response:
+        me = current_person(request, db)
+        conversation_id = parse_id(cid)
+        conversation = convs.get_conversation(db, conversation_id)
+        convs.get_membership(db, conversation_id, me.id)
+        try:
+            message = msgs.send_message(db, conversation_id, me.id, data.get("body"))
+        except InvalidInput as error:
+            db.rollback()
+            body = render_composer_error(str(error))
+            return Response(body, status_code=422, media_type=MediaType.HTML)
+        db.commit()
+        html = render_message(message, me)
+        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
+        return Response(html, status_code=201, media_type=MediaType.HTML)
+
+    @post("/c/{cid:str}/read", sync_to_thread=True, status_code=204)
+    def read(
+        self,
+        request: Request,
+        state: State,
+        db: Db,
+        cid: PathId,
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> None:
+        me = current_person(request, db)
+        conversation_id = parse_id(cid)
+        raw = data.get("up_to")
+        up_to = parse_id(raw) if raw else None
+        moved = convs.mark_read(db, conversation_id, me.id, up_to)
+        db.commit()
+        if moved is not None:
+            publish_read(state, db, conversation_id, me.id, moved)
+
+    @get("/c/{cid:str}/item", sync_to_thread=True)
+    def list_item(self, request: Request, db: Db, cid: PathId) -> Template:
+        me = current_person(request, db)
+        item = convs.conversation_item(db, parse_id(cid), me.id)
+        online = request.app.state.presence.online({item.peer.id})
+        context = {"item": item, "online": online, "acting_as": me.id if needs_as(request) else None}
+        return Template("_conversation_item.html", context=context)
+
+    @get("/list", sync_to_thread=True)
+    def list_page(self, request: Request, db: Db, cursor: QueryValue = None) -> Template:
+        me = current_person(request, db)
+        try:
+            before = convs.ListCursor.decode(cursor) if cursor else None
+        except InvalidInput as error:
+            raise NotFoundException() from error
+        items, next_cursor = convs.list_conversations(db, me.id, before)
+        context = {
+            "items": items,
+            "next_cursor": next_cursor.encode() if next_cursor else None,
+            "online": request.app.state.presence.online({item.peer.id for item in items}),
+            "acting_as": me.id if needs_as(request) else None,
+        }
+        return Template("_conversation_page.html", context=context)
+
+
+def render_composer_error(text: str) -> str:
+    return render("_composer_error.html", text=text)

@@ -1,0 +1,74 @@
+"""Friendly, translated error pages (and short fragments for htmx requests): never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.i18n import gettext as _
+from app.templating import render
+
+log = logging.getLogger("kefu.web")
+
+
+def _titles() -> dict[int, tuple[str, str]]:
+    return {
+        400: (_("请求有误"), _("这个请求无法处理，请检查链接或输入后再试。")),
+        401: (_("请先登录"), _("你还没有登录。请通过商城给你的链接进入客服。")),
+        403: (_("没有权限"), _("你无权查看或操作这个页面。")),
+        404: (_("找不到页面"), _("你要找的会话或页面不存在。")),
+        405: (_("不支持的操作"), _("这个页面不支持该操作。")),
+        413: (_("内容太大"), _("提交的内容超过了允许的大小。")),
+        415: (_("类型不支持"), _("不支持这种文件类型。")),
+        422: (_("输入有误"), _("提交的内容无法接受。")),
+        429: (_("操作太频繁"), _("请稍后再试。")),
+        500: (_("服务器出错了"), _("抱歉，服务器遇到了问题。我们已记录下来，请稍后再试。")),
+        503: (_("服务暂不可用"), _("服务暂时不可用，请稍后再试。")),
+    }
+
+
+def error_response(request: Request, status: int, detail: str | None = None) -> Response:
+    title, default_text = _titles().get(status, _titles()[500 if status >= 500 else 400])
+    text = detail or default_text
+    is_htmx = request.headers.get("hx-request") == "true"
+    template = "_error_fragment.html" if is_htmx else "error.html"
+    body = render(template, request=request, status=status, title=title, text=text)
+    headers = {}
+    if status == 405:
+        headers["Allow"] = "GET, POST"
+    return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers)
+
+
+def http_exception_handler(request: Request, exc: HTTPException) -> Response:
+    detail = exc.detail if isinstance(exc.detail, str) and exc.extra == {"public": True} else None
+    response = error_response(request, exc.status_code, detail)
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def chat_error_handler(request: Request, exc: ChatError) -> Response:
+    status = {NotFound: 404, Forbidden: 403, InvalidInput: 400}.get(type(exc), 400)
+    detail = str(exc) if isinstance(exc, InvalidInput) else None
+    return error_response(request, status, detail)
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def public_error(exc_class: type[HTTPException], text: str) -> HTTPException:
+    """An HTTP error whose text is written for the person reading the page."""
+    return exc_class(detail=text, extra={"public": True})
+
+
+EXCEPTION_HANDLERS = {
+    HTTPException: http_exception_handler,
+    ChatError: chat_error_handler,
+    Exception: internal_error_handler,
+}

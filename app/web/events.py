@@ -1,0 +1,62 @@
+"""GET /events: the signed-in person's Server-Sent Events stream."""
+
+from __future__ import annotations
+
+from anyio import to_thread
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
+from litestar.response import ServerSentEvent
+
+from app.chat.messages import latest_message_id
+from app.chat.people import get_user
+from app.realtime.stream import EventStream, Viewer
+from app.templating import render_message
+from app.web.identity import acting_person_id
+
+
+def _resume_point(request: Request) -> int | None:
+    """Last-Event-ID (sent by the browser on reconnect) wins over the page's `last_event_id`.
+    None (neither given, or not a number): no replay, live events only."""
+    raw = (request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "").strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    return int(raw)
+
+
+def _viewer(state: State, user_id: str | None) -> Viewer | None:
+    if user_id is None:
+        return None
+    with state.sessions() as session:
+        user = get_user(session, user_id)
+        if user is None or user.role == "admin":
+            return None
+        return Viewer(user_id=user.id)
+
+
+def _latest_message_id(state: State) -> int:
+    with state.sessions() as session:
+        return latest_message_id(session)
+
+
+@get("/events")
+async def events(request: Request, state: State) -> ServerSentEvent:
+    viewer = await to_thread.run_sync(_viewer, state, acting_person_id(request))
+    if viewer is None:
+        raise NotAuthorizedException()
+    resume_from = _resume_point(request)
+    if resume_from is None:
+        resume_from = await to_thread.run_sync(_latest_message_id, state)
+    stream = EventStream(
+        viewer=viewer,
+        last_event_id=resume_from,
+        channels=state.channels,
+        presence=state.presence,
+        sessions=state.sessions,
+        render_message=render_message,
+        ping_seconds=state.settings.sse_ping_seconds,
+    )
+    return ServerSentEvent(
+        stream,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

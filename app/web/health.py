@@ -1,0 +1,25 @@
+"""GET /healthz: 200 while the database answers, 503 with the reason otherwise."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from litestar.datastructures import State
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+
+def _database_ok(state: State) -> tuple[bool, str]:
+    try:
+        with state.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return True, "ok"
+    except SQLAlchemyError as error:
+        return False, type(error).__name__
+
+
+@get("/healthz", sync_to_thread=True)
+def healthz(state: State) -> Response:
+    ok, reason = _database_ok(state)
+    broker = "redis" if state.settings.broker_url else "memory"
+    body = {"status": "ok" if ok else "error", "database": reason, "broker": broker}
+    return Response(body, status_code=200 if ok else 503)

@@ -1,0 +1,127 @@
+"""Fixtures: the database backends (SQLite always, MariaDB when reachable; required in CI), the app, clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.engine import make_engine, make_sessionmaker
+from app.db.migrate import upgrade
+from app.db.seed import seed_demo
+from app.main import create_app
+from tests.support import TEST_SECRET
+
+MYSQL_URL = os.environ.get("KEFU_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TABLES_CHILD_FIRST = ("messages", "conversation_members", "conversations", "users")
+
+
+def _mysql_reachable() -> str | None:
+    try:
+        engine = make_engine(MYSQL_URL)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def require_or_skip(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mysql_database() -> str:
+    """The MariaDB test database, emptied and migrated once per session."""
+    problem = _mysql_reachable()
+    if problem:
+        require_or_skip(f"MySQL/MariaDB not reachable at {MYSQL_URL} ({problem})")
+    engine = make_engine(MYSQL_URL)
+    with engine.begin() as connection:
+        connection.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+        for (name,) in connection.execute(text("SHOW TABLES")).all():
+            connection.execute(text(f"DROP TABLE `{name}`"))
+        connection.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+    engine.dispose()
+    upgrade(MYSQL_URL)
+    return MYSQL_URL
+
+
+def _empty_mysql(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in TABLES_CHILD_FIRST:
+            connection.execute(text(f"DELETE FROM `{table}`"))
+        connection.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database with the demo people: SQLite in a temp file, then MariaDB."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kefu.db'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("mysql_database")
+        _empty_mysql(url)
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        seed_demo(session)
+        session.commit()
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'kefu.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        seed_demo(session)
+        session.commit()
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Session]:
+    engine = make_engine(database_url)
+    session = make_sessionmaker(engine)()
+    yield session
+    session.close()
+    engine.dispose()
+
+
+def make_settings(database_url: str, var_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "demo": True,
+        "var_dir": var_dir,
+        "upload_dir": var_dir / "uploads",
+        "sse_ping_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def app_client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """The real app over ASGI, on both databases."""
+    app = create_app(make_settings(database_url, tmp_path))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client

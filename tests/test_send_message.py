@@ -1,0 +1,119 @@
+"""Sending messages: the domain on SQLite and MariaDB, then over HTTP through the real app."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.chat import conversations as convs
+from app.chat import messages as msgs
+from app.chat.errors import Forbidden, InvalidInput
+from app.chat.people import get_user
+from app.db.models import Message
+from tests.support import sign_in
+
+
+def open_conversation(db: Session, a: str, b: str):  # type: ignore[no-untyped-def]
+    conversation = convs.get_or_create_conversation(db, get_user(db, a), get_user(db, b))
+    db.commit()
+    return conversation
+
+
+def test_bodies_are_trimmed_and_round_trip_emoji_and_chinese(db: Session) -> None:
+    conversation = open_conversation(db, "b1", "m1")
+    text = "  您好，请问板蓝根颗粒还有货吗？🙂🧧 <b>加急</b>\r\n第二行  "
+    message = msgs.send_message(db, conversation.id, "b1", text)
+    db.commit()
+    db.expire_all()
+    stored = db.get(Message, message.id)
+    assert stored.body == "您好，请问板蓝根颗粒还有货吗？🙂🧧 <b>加急</b>\n第二行"
+    assert stored.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("body", ["", "   \n\t ", "x" * 5001, "bad\x00byte", "bell\x07"])
+def test_unacceptable_bodies_are_refused_and_nothing_is_stored(db: Session, body: str) -> None:
+    conversation = open_conversation(db, "b1", "m1")
+    with pytest.raises(InvalidInput):
+        msgs.send_message(db, conversation.id, "b1", body)
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_exactly_5000_characters_is_accepted(db: Session) -> None:
+    conversation = open_conversation(db, "b1", "m1")
+    message = msgs.send_message(db, conversation.id, "b1", "好" * 5000)
+    db.commit()
+    assert len(message.body) == 5000
+
+
+def test_only_participants_may_send(db: Session) -> None:
+    conversation = open_conversation(db, "b1", "m1")
+    with pytest.raises(Forbidden):
+        msgs.send_message(db, conversation.id, "b2", "hi")
+
+
+def test_pairs_that_may_not_talk(db: Session) -> None:
+    b1, b2, m1, m2, p1 = (get_user(db, uid) for uid in ("b1", "b2", "m1", "m2", "p1"))
+    for a, b in ((b1, b2), (m1, m2), (b1, b1)):
+        with pytest.raises(Forbidden):
+            convs.get_or_create_conversation(db, a, b)
+    for a, b in ((b1, m1), (b1, p1), (m1, p1)):
+        assert convs.get_or_create_conversation(db, a, b).id
+
+
+def test_a_pair_has_one_conversation_whoever_starts_it(db: Session) -> None:
+    first = open_conversation(db, "b1", "m1")
+    second = open_conversation(db, "m1", "b1")
+    assert first.id == second.id
+
+
+def test_send_over_http_returns_201_with_the_message_html_escaped(app_client) -> None:  # type: ignore[no-untyped-def]
+    token = sign_in(app_client, "b1", target="m1")
+    cid = convs_id(app_client)
+    response = app_client.post(f"/chat/c/{cid}/messages", data={"body": " <script>alert(1)</script> 你好 "},
+                               headers={"X-CSRFToken": token})
+    assert response.status_code == 201
+    assert 'data-testid="message"' in response.text
+    assert f'data-conversation-id="{cid}"' in response.text
+    assert 'data-sender-id="b1"' in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; 你好" in response.text
+    assert "<script>alert" not in response.text
+
+
+def test_empty_and_too_long_bodies_get_422_with_a_message_and_store_nothing(app_client) -> None:  # type: ignore[no-untyped-def]
+    token = sign_in(app_client, "b1", target="m1")
+    cid = convs_id(app_client)
+    empty = app_client.post(f"/chat/c/{cid}/messages", data={"body": "   "}, headers={"X-CSRFToken": token})
+    assert empty.status_code == 422
+    assert "消息不能为空" in empty.text
+    long = app_client.post(f"/chat/c/{cid}/messages", data={"body": "长" * 5001}, headers={"X-CSRFToken": token})
+    assert long.status_code == 422
+    assert "最多 5000 个字符" in long.text
+    page = app_client.get(f"/chat/c/{cid}")
+    assert 'data-testid="message"' not in page.text
+
+
+def test_post_without_csrf_token_is_refused(app_client) -> None:  # type: ignore[no-untyped-def]
+    sign_in(app_client, "b1", target="m1")
+    cid = convs_id(app_client)
+    response = app_client.post(f"/chat/c/{cid}/messages", data={"body": "hi"})
+    assert response.status_code == 403
+    forged = app_client.post(f"/chat/c/{cid}/messages", data={"body": "hi"}, headers={"X-CSRFToken": "forged"})
+    assert forged.status_code == 403
+    assert 'data-testid="message"' not in app_client.get(f"/chat/c/{cid}").text
+
+
+def test_csrf_token_in_the_form_field_is_accepted(app_client) -> None:  # type: ignore[no-untyped-def]
+    token = sign_in(app_client, "b1", target="m1")
+    cid = convs_id(app_client)
+    response = app_client.post(f"/chat/c/{cid}/messages", data={"body": "表单", "_csrf_token": token})
+    assert response.status_code == 201
+
+
+def convs_id(client) -> int:  # type: ignore[no-untyped-def]
+    """The open conversation of the page the client is on."""
+    import re
+
+    page = client.get("/chat", params={"target": "m1"})
+    return int(re.search(r'data-open-conversation="(\d+)"', page.text).group(1))
