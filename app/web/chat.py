@@ -34,7 +34,7 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-def page_context(request: Request, db: Db, me: User, open_cid: int | None) -> dict[str, Any]:
+def page_context(request: Request, db: Session, me: User, open_cid: int | None) -> dict[str, Any]:
     """Everything the chat page shows: the list, the open thread and its peer, unread total, presence."""
     presence = request.app.state.presence
     last_event_id = msgs.latest_message_id(db)  # read first: the stream replays anything newer
@@ -50,14 +50,17 @@ def page_context(request: Request, db: Db, me: User, open_cid: int | None) -> di
         "open": None,
     }
     if open_cid is not None:
-        context["open"] = thread_context(db, me, open_cid, presence)
+        context["open"] = thread_context(request, db, me, open_cid)
         context["online"] |= presence.online({context["open"]["peer"].id})
     return context
 
 
-def thread_context(db: Db, me: User, cid: int, presence: Any) -> dict[str, Any]:
-    convs.mark_read(db, cid, me.id)  # opening a conversation reads it
+def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[str, Any]:
+    moved = convs.mark_read(db, cid, me.id)  # opening a conversation reads it
     db.commit()
+    if moved is not None:
+        publish_read(request.app.state, db, cid, me.id, moved)
+    presence = request.app.state.presence
     item = convs.conversation_item(db, cid, me.id)
     messages, has_more = msgs.latest_messages(db, cid)
     return {
@@ -70,7 +73,7 @@ def thread_context(db: Db, me: User, cid: int, presence: Any) -> dict[str, Any]:
     }
 
 
-def publish_read(state: State, db: Db, cid: int, reader_id: str, up_to: int) -> None:
+def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int) -> None:
     conversation = convs.get_conversation(db, cid)
     bus: Bus = state.bus
     bus.read_moved(cid, convs.participants(conversation), reader_id, up_to)
@@ -132,7 +135,7 @@ class ChatController(Controller):
         if is_htmx(request):
             context = {
                 "me": me,
-                "open": thread_context(db, me, conversation_id, request.app.state.presence),
+                "open": thread_context(request, db, me, conversation_id),
                 "acting_as": me.id if needs_as(request) else None,
             }
             return Template("_open_conversation.html", context=context)

@@ -24,8 +24,9 @@
   });
 
   // --- times in the reader's own time zone ---
-  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  const dateFmt = new Intl.DateTimeFormat(undefined, { month: "numeric", day: "numeric" });
+  const lang = document.documentElement.lang || undefined;
+  const timeFmt = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hour12: false });
+  const dateFmt = new Intl.DateTimeFormat(lang, { month: "numeric", day: "numeric" });
   function localizeTimes(root) {
     for (const t of $$("time[datetime]", root)) {
       const d = new Date(t.getAttribute("datetime"));
