@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,9 @@ from app.chat.people import can_talk
 from app.db.models import Conversation, Member, Message, User, utcnow
 
 PAGE_SIZE = 30
+MAX_ID = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR_RE = re.compile(r"([0-9]{1,19})_([0-9]{1,19})")
 
 
 @dataclass(frozen=True)
@@ -39,17 +43,25 @@ class ListCursor:
     conversation_id: int
 
     def encode(self) -> str:
-        micros = int(self.activity.timestamp() * 1_000_000)
+        # Integer arithmetic: a float timestamp loses the exact microsecond (after 2038), and then
+        # conversations that share the cursor's activity time would be skipped.
+        micros = (self.activity - _EPOCH) // timedelta(microseconds=1)
         return f"{micros}_{self.conversation_id}"
 
     @classmethod
     def decode(cls, raw: str) -> ListCursor:
+        """Only what `encode` writes: two ASCII numbers (no sign, no `_` digit groups), the id a valid one."""
+        match = _CURSOR_RE.fullmatch(raw)
+        if match is None:
+            raise InvalidInput("invalid cursor")
+        micros, cid = int(match[1]), int(match[2])
+        if not 0 < cid <= MAX_ID:
+            raise InvalidInput("invalid cursor")
         try:
-            micros, cid = raw.split("_", 1)
-            activity = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
-            return cls(activity, int(cid))
-        except (ValueError, OverflowError, OSError) as error:
+            activity = _EPOCH + timedelta(microseconds=micros)
+        except OverflowError as error:
             raise InvalidInput("invalid cursor") from error
+        return cls(activity, cid)
 
 
 def ordered_pair(a: str, b: str) -> tuple[str, str]:

@@ -69,7 +69,9 @@ class EventStream:
                 if not self.viewer.is_admin:
                     await self._presence.stream_opened(self.viewer.user_id)
                 try:
-                    yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
+                    # data=None: a comment only. Litestar's default data="" writes an empty `data:` line, which
+                    # EventSource dispatches as a `message` event with empty data and no id.
+                    yield ServerSentEventMessage(comment="connected", retry=RETRY_MS, data=None)
                     async for event in self._replay():
                         yield event
                     while True:

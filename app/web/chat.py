@@ -38,6 +38,7 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
     """Everything the chat page shows: the list, the open thread and its peer, unread total, presence."""
     presence = request.app.state.presence
     last_event_id = msgs.latest_message_id(db)  # read first: the stream replays anything newer
+    open_thread = thread_context(request, db, me, open_cid) if open_cid is not None else None  # reads it
     items, cursor = convs.list_conversations(db, me.id)
     context: dict[str, Any] = {
         "me": me,
@@ -47,11 +48,10 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
         "last_event_id": last_event_id,
         "acting_as": me.id if needs_as(request) else None,
         "online": presence.online({item.peer.id for item in items}),
-        "open": None,
+        "open": open_thread,
     }
-    if open_cid is not None:
-        context["open"] = thread_context(request, db, me, open_cid)
-        context["online"] |= presence.online({context["open"]["peer"].id})
+    if open_thread is not None:
+        context["online"] |= presence.online({open_thread["peer"].id})
     return context
 
 

@@ -45,8 +45,10 @@ async def events(request: Request, state: State) -> ServerSentEvent:
     if viewer is None:
         raise NotAuthorizedException()
     resume_from = _resume_point(request)
-    if resume_from is None:
-        resume_from = await to_thread.run_sync(_latest_message_id, state)
+    latest = await to_thread.run_sync(_latest_message_id, state)
+    # An id beyond every stored message (a database restored from a backup, a number too big for the column) would
+    # hold back every live message up to it, or fail the replay query: the client has at most everything there is.
+    resume_from = latest if resume_from is None else min(resume_from, latest)
     stream = EventStream(
         viewer=viewer,
         last_event_id=resume_from,

@@ -121,12 +121,8 @@
     holder.dataset.conversationId = cid;
     list.prepend(holder);
     $(".list-empty", list)?.remove();
-    htmx.ajax("GET", `/chat/c/${cid}/item`, { target: holder, swap: "outerHTML" }).then(() => {
-      const item = $(`[data-testid="conversation"][data-conversation-id="${cid}"]`, list);
-      const unread = item ? Number($('[data-testid="unread"]', item).textContent || 0) : 0;
-      if (unread) setTotalUnread(totalUnread + 1);
-      if (item) localizeTimes(item);
-    });
+    // the item comes with its unread count; the total was already counted by the message event
+    htmx.ajax("GET", `/chat/c/${cid}/item`, { target: holder, swap: "outerHTML" });
   }
   function markActive(cid) {
     for (const c of $$('[data-testid="conversation"]')) {

@@ -1,0 +1,243 @@
+"""Real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) against a served app."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import require_or_skip
+from tests.support import ROOT, ServerProcess, free_port, server_env, sign_in
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DESK, TABLET, PHONE = (1280, 800), (800, 900), (375, 740)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not Path(CHROMIUM).exists():
+        require_or_skip(f"{CHROMIUM} is not installed (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server(browser, sqlite_url: str, tmp_path: Path) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+    process = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    yield process
+    for context in browser.contexts:  # close the pages' streams first, so the server stops at once
+        context.close()
+    process.stop()
+
+
+def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = DESK):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/chat?{query}")
+    page.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    page.js_errors = errors  # checked by the tests: a broken script is a broken product
+    return page
+
+
+def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    page.fill("textarea[name=body]", text)
+    page.keyboard.press("Enter")
+
+
+def test_b1_and_m1_chat_live_with_unread_counts_and_read_receipts(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1")
+
+    send(b1, "你好，请问板蓝根颗粒还有货吗？🙂")
+    mine = b1.locator('[data-testid="thread"] [data-testid="message"][data-sender-id="b1"]')
+    mine.wait_for()
+    assert b1.locator("textarea[name=body]").input_value() == ""
+
+    # m1 did not reload: the conversation shows the message and an unread count, and the title the total.
+    item = m1.locator('[data-testid="conversation"][data-peer-id="b1"]')
+    item.locator('[data-testid="unread"]', has_text="1").wait_for()
+    assert "板蓝根颗粒" in item.inner_text()
+    m1.wait_for_function("document.title.startsWith('(1)')")
+
+    item.click()
+    m1.locator('[data-testid="thread"] [data-testid="message"]', has_text="板蓝根颗粒").wait_for()
+    m1.wait_for_function("!document.title.startsWith('(')")
+    assert item.locator('[data-testid="unread"]').is_hidden()
+    # b1 sees the read receipt live
+    b1.locator(".msg-row.mine.is-read", has_text="板蓝根颗粒").wait_for()
+
+    send(m1, "有货的，今天下单明天发。")
+    b1.locator('[data-testid="message"][data-sender-id="m1"]', has_text="今天下单").wait_for()
+    # exactly once in each window, though it reached the sender both by the POST answer and the stream
+    m1.wait_for_timeout(300)
+    assert m1.locator('[data-testid="message"]', has_text="今天下单").count() == 1
+    assert b1.locator('[data-testid="message"]', has_text="今天下单").count() == 1
+    assert b1.js_errors == [] and m1.js_errors == []
+
+
+def test_markup_is_shown_as_text(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1")
+    send(b1, '<img src=x onerror="window.hacked=1"><b>粗体</b>')
+    message = m1.locator('[data-testid="conversation"] .conv-preview', has_text="<b>粗体</b>")
+    message.wait_for()
+    m1.locator('[data-testid="conversation"]').first.click()
+    bubble = m1.locator('[data-testid="message"] .msg-bubble').last
+    bubble.wait_for()
+    assert bubble.inner_text() == '<img src=x onerror="window.hacked=1"><b>粗体</b>'
+    assert m1.evaluate("window.hacked") is None and b1.evaluate("window.hacked") is None
+
+
+def test_presence_follows_tabs_opening_and_closing(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    dot = b1.locator('.thread-head [data-testid="presence"][data-user-id="m1"]')
+    assert dot.get_attribute("data-online") == "false"
+    first_tab = open_chat(browser, server, "user_id=m1")
+    second_tab = first_tab.context.new_page()
+    second_tab.goto(f"{server.url}/chat")
+    second_tab.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    b1.wait_for_selector('.thread-head [data-testid="presence"][data-user-id="m1"][data-online="true"]')
+    first_tab.close()
+    b1.wait_for_timeout(3000)  # past the offline grace period: m1 still has a tab open
+    assert dot.get_attribute("data-online") == "true"
+    second_tab.close()
+    b1.wait_for_selector('.thread-head [data-testid="presence"][data-user-id="m1"][data-online="false"]',
+                         timeout=10_000)
+
+
+def test_a_new_conversation_appears_in_the_list_live(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    m1 = open_chat(browser, server, "user_id=m1")
+    assert m1.locator('[data-testid="conversation"]').count() == 0
+    with httpx.Client(base_url=server.url) as b2:
+        token = sign_in(b2, "b2", target="m1")
+        cid = re.search(r'data-open-conversation="(\d+)"', b2.get("/chat?target=m1").text).group(1)
+        assert b2.post(f"/chat/c/{cid}/messages", data={"body": "第一次来，请多关照"},
+                       headers={"X-CSRFToken": token}).status_code == 201
+    item = m1.locator(f'[data-testid="conversation"][data-conversation-id="{cid}"]')
+    item.locator('[data-testid="unread"]', has_text="1").wait_for()
+    assert "第一次来" in item.inner_text()
+    m1.wait_for_function("document.title.startsWith('(1)')")
+
+
+def test_messages_sent_while_the_server_was_down_arrive_after_reconnect(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess
+) -> None:
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    cid = b1.locator('[data-testid="thread"]').get_attribute("data-conversation-id")
+    server.stop()
+    b1.wait_for_selector('[data-testid="connection"]:not([data-state="open"])')
+    server.start()
+    with httpx.Client(base_url=server.url) as m1:
+        token = sign_in(m1, "m1")
+        for text in ("断线期间的第一条", "断线期间的第二条"):
+            m1.post(f"/chat/c/{cid}/messages", data={"body": text}, headers={"X-CSRFToken": token})
+        b1.wait_for_selector('[data-testid="connection"][data-state="open"]', timeout=20_000)
+        m1.post(f"/chat/c/{cid}/messages", data={"body": "重连之后的一条"}, headers={"X-CSRFToken": token})
+    thread = b1.locator('[data-testid="thread"]')
+    thread.locator('[data-testid="message"]', has_text="重连之后的一条").wait_for()
+    texts = thread.locator('[data-testid="message"] .msg-bubble').all_inner_texts()
+    assert texts == ["断线期间的第一条", "断线期间的第二条", "重连之后的一条"]
+
+
+def test_empty_message_shows_an_error_in_the_composer_and_keeps_nothing(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    b1.fill("textarea[name=body]", "    ")
+    b1.locator('[data-testid="composer"]').evaluate("form => form.requestSubmit()")
+    b1.locator(".composer-error", has_text="消息不能为空").wait_for()
+    assert b1.locator('[data-testid="message"]').count() == 0
+
+
+def test_scrolling_up_loads_older_messages_page_by_page(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=server.url) as b1_http:
+        token = sign_in(b1_http, "b1", target="m1")
+        cid = re.search(r'data-open-conversation="(\d+)"', b1_http.get("/chat?target=m1").text).group(1)
+        for n in range(1, 71):
+            b1_http.post(f"/chat/c/{cid}/messages", data={"body": f"第{n}条"}, headers={"X-CSRFToken": token})
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    messages = b1.locator('[data-testid="thread"] [data-testid="message"]')
+    assert messages.count() == 30
+    for expected in (60, 70):
+        b1.locator(".thread-scroll").evaluate("el => el.scrollTop = 0")
+        count = "document.querySelectorAll('[data-testid=thread] [data-testid=message]').length"
+        b1.wait_for_function(f"{count} >= {expected}")
+    texts = b1.locator('[data-testid="message"] .msg-bubble').all_inner_texts()
+    assert texts == [f"第{n}条" for n in range(1, 71)]
+    b1.locator(".thread-start").wait_for()
+
+
+def visible_columns(page) -> dict[str, bool]:  # type: ignore[no-untyped-def]
+    return {
+        name: page.locator(f'[data-testid="{name}"]').is_visible()
+        for name in ("col-list", "col-thread", "col-info", "bottom-nav")
+    }
+
+
+CONVERSATION = (
+    ("b1", "m1", "您好，请问板蓝根颗粒（10袋装）还有现货吗？我们需要 200 盒。"),
+    ("m1", "b1", "有现货的 🙂 200 盒今天下单，明天上午发货。"),
+    ("b1", "m1", "好的，发票可以开增值税专用发票吗？"),
+    ("m1", "b1", "可以，下单时备注开票信息即可。"),
+    ("b2", "m1", "你好，连花清瘟胶囊什么时候到货？"),
+    ("b1", "p1", "订单 #20261125-0042 的物流一直没有更新，麻烦帮忙查一下。"),
+)
+
+
+def seed_conversation(server: ServerProcess) -> None:
+    for sender, peer, text in CONVERSATION:
+        with httpx.Client(base_url=server.url) as client:
+            token = sign_in(client, sender, target=peer)
+            cid = re.search(r'data-open-conversation="(\d+)"', client.get(f"/chat?target={peer}").text).group(1)
+            response = client.post(f"/chat/c/{cid}/messages", data={"body": text}, headers={"X-CSRFToken": token})
+            assert response.status_code == 201
+
+
+def test_layout_by_width(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    seed_conversation(server)
+    m1 = open_chat(browser, server, "user_id=m1&target=b1", DESK)
+    desk = open_chat(browser, server, "user_id=b1&target=m1", DESK)
+    assert visible_columns(desk) == {"col-list": True, "col-thread": True, "col-info": True, "bottom-nav": False}
+    assert desk.locator('[data-testid="message"]').count() == 4
+    # the open conversation is read: no unread badge on it, none in the title
+    assert desk.locator('[data-testid="conversation"][data-peer-id="m1"] [data-testid="unread"]').is_hidden()
+    assert not desk.title().startswith("(")
+
+    tablet = open_chat(browser, server, "user_id=b1&target=m1", TABLET)
+    assert visible_columns(tablet) == {"col-list": True, "col-thread": True, "col-info": False, "bottom-nav": False}
+
+    phone = open_chat(browser, server, "user_id=b1", PHONE)
+    assert visible_columns(phone) == {"col-list": True, "col-thread": False, "col-info": False, "bottom-nav": True}
+    phone.locator('[data-testid="conversation"][data-peer-id="m1"]').click()
+    phone.locator('[data-testid="thread"]').wait_for()
+    assert visible_columns(phone) == {"col-list": False, "col-thread": True, "col-info": False, "bottom-nav": True}
+    phone.locator('[data-testid="bottom-nav"] [data-show-view="info"]').click()
+    assert visible_columns(phone) == {"col-list": False, "col-thread": False, "col-info": True, "bottom-nav": True}
+    phone.locator('[data-testid="bottom-nav"] [data-show-view="thread"]').click()
+    assert visible_columns(phone) == {"col-list": False, "col-thread": True, "col-info": False, "bottom-nav": True}
+
+    if os.environ.get("KEFU_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        desk.screenshot(path=SCREENSHOTS / "desk.png")
+        m1.close()
+        phone.screenshot(path=SCREENSHOTS / "phone.png")
