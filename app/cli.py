@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 
@@ -79,19 +83,96 @@ def demo() -> None:
 @click.option("--load-users", default=0, type=click.IntRange(0, 100_000), help="also lb1…lbN and lm1…lmN")
 def demo_seed(load_users: int) -> None:
     """Create the demo people (idempotent)."""
-    from app.db.engine import make_engine, make_sessionmaker, session_scope
     from app.db.seed import seed_demo
 
-    settings = _settings()
-    engine = make_engine(settings.database_url)
+    with _database() as session:
+        count = seed_demo(session, load_users)
+    click.echo(f"seeded {count} people")
+
+
+@contextmanager
+def _database() -> Iterator[Session]:
+    """A committed-on-success session; domain errors become one clear line and exit status 1."""
+    from app.chat.errors import ChatError
+    from app.db.engine import make_engine, make_sessionmaker, session_scope
+
+    engine = make_engine(_settings().database_url)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
-            count = seed_demo(session, load_users)
-    except Exception as error:  # a clear line, not a traceback
-        raise click.ClickException(f"could not seed: {error}") from error
+            yield session
+    except ChatError as error:
+        raise click.ClickException(str(error)) from error
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        raise click.ClickException(f"database error: {type(error).__name__}: {cause}") from error
     finally:
         engine.dispose()
-    click.echo(f"seeded {count} people")
+
+
+@main.group()
+def admin() -> None:
+    """Admin accounts (the platform's staff who watch every conversation)."""
+
+
+@admin.command("create")
+@click.argument("user_id")
+@click.argument("username")
+@click.argument("password")
+def admin_create(user_id: str, username: str, password: str) -> None:
+    """Create an admin who signs in at /login with USERNAME and PASSWORD."""
+    from app.chat.admins import create_admin
+
+    with _database() as session:
+        create_admin(session, user_id, username, password)
+    click.echo(f"created admin {user_id} ({username})")
+
+
+@admin.command("passwd")
+@click.argument("user_id")
+@click.argument("new_password")
+def admin_passwd(user_id: str, new_password: str) -> None:
+    """Set a new password; the admin's existing sessions end."""
+    from app.chat.admins import change_password
+
+    with _database() as session:
+        change_password(session, user_id, new_password)
+    click.echo(f"password of {user_id} changed; existing sessions ended")
+
+
+@admin.command("disable")
+@click.argument("user_id")
+def admin_disable(user_id: str) -> None:
+    """Stop an admin from signing in; their existing sessions end."""
+    from app.chat.admins import set_disabled
+
+    with _database() as session:
+        set_disabled(session, user_id, True)
+    click.echo(f"admin {user_id} disabled")
+
+
+@admin.command("enable")
+@click.argument("user_id")
+def admin_enable(user_id: str) -> None:
+    """Let a disabled admin sign in again."""
+    from app.chat.admins import set_disabled
+
+    with _database() as session:
+        set_disabled(session, user_id, False)
+    click.echo(f"admin {user_id} enabled")
+
+
+@admin.command("list")
+def admin_list() -> None:
+    """List admins (never their passwords or hashes)."""
+    from app.chat.admins import list_admins
+
+    with _database() as session:
+        accounts = list_admins(session)
+        for account in accounts:
+            state = "disabled" if account.disabled else "active"
+            click.echo(f"{account.user_id}\t{account.username}\t{state}\tcreated {account.created_at:%Y-%m-%d}")
+    if not accounts:
+        click.echo("no admins")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from app.i18n import current_locale, pick_locale
 from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
 from app.realtime.presence import Presence
 from app.templating import environment
+from app.web.admin import AdminController
+from app.web.auth import AuthController
 from app.web.chat import ChatController
 from app.web.deps import provide_db
 from app.web.errors import EXCEPTION_HANDLERS
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             home,
             ChatController,
+            AdminController,
+            AuthController,
             events,
             healthz,
             create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),

@@ -21,7 +21,9 @@ from tests.support import TEST_SECRET
 MYSQL_URL = os.environ.get("KEFU_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-TABLES_CHILD_FIRST = ("messages", "conversation_members", "conversations", "users")
+TABLES_CHILD_FIRST = (
+    "messages", "conversation_members", "conversations", "sign_in_failures", "admin_accounts", "users"
+)
 
 
 def _mysql_reachable() -> str | None:

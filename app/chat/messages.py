@@ -42,7 +42,7 @@ def send_message(session: Session, conversation_id: int, sender_id: str, raw_bod
     session.execute(
         update(Conversation)
         .where(Conversation.id == conversation_id)
-        .values(last_message_id=message.id, last_activity_at=now)
+        .values(last_message_id=message.id, last_activity_at=now, message_count=Conversation.message_count + 1)
         .execution_options(synchronize_session=False)
     )
     session.execute(

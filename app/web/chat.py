@@ -167,7 +167,7 @@ class ChatController(Controller):
         cid: PathId,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
-        me = current_person(request, db)
+        me = current_person(request, db, write=True)
         conversation_id = parse_id(cid)
         conversation = convs.get_conversation(db, conversation_id)
         convs.get_membership(db, conversation_id, me.id)
@@ -191,7 +191,7 @@ class ChatController(Controller):
         cid: PathId,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> None:
-        me = current_person(request, db)
+        me = current_person(request, db, write=True)
         conversation_id = parse_id(cid)
         raw = data.get("up_to")
         up_to = parse_id(raw) if raw else None

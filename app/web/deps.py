@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: a database session per request and the acting person."""
+"""Request-scoped dependencies: a database session per request, the acting person, the signed-in admin."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from anyio import to_thread
 from litestar import Request
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from sqlalchemy.orm import Session
 
 from app.chat.people import get_user
-from app.db.models import User
-from app.web.identity import acting_person_id
+from app.db.models import AdminAccount, User
+from app.i18n import gettext as _
+from app.web.errors import public_error
+from app.web.identity import acting_person_id, read_admin_cookie
 
 MAX_ID = 2**63 - 1
 
@@ -26,10 +28,25 @@ async def provide_db(state: State) -> AsyncIterator[Session]:
         await to_thread.run_sync(session.close)
 
 
-def current_person(request: Request, db: Session) -> User:
-    """The signed-in person acting on this request; 401 when there is none."""
+def current_admin(request: Request, db: Session) -> AdminAccount | None:
+    """The signed-in admin, if the cookie is valid and the account is enabled and its sessions not ended."""
+    cookie = read_admin_cookie(request)
+    if cookie is None:
+        return None
+    user_id, version = cookie
+    account = db.get(AdminAccount, user_id)
+    if account is None or account.disabled or account.session_version != version:
+        return None
+    return account
+
+
+def current_person(request: Request, db: Session, write: bool = False) -> User:
+    """The signed-in person acting on this request: 401 when there is none, 403 for admins on write routes
+    (admins read every conversation and write none)."""
     user_id = acting_person_id(request)
     user = get_user(db, user_id) if user_id else None
+    if (write or user is None) and current_admin(request, db) is not None:
+        raise public_error(PermissionDeniedException, _("管理员只能查看会话，不能发送或修改任何内容。"))
     if user is None or user.role == "admin":
         raise NotAuthorizedException()
     return user

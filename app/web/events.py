@@ -12,6 +12,7 @@ from app.chat.messages import latest_message_id
 from app.chat.people import get_user
 from app.realtime.stream import EventStream, Viewer
 from app.templating import render_message
+from app.web.deps import current_admin
 from app.web.identity import acting_person_id
 
 
@@ -24,11 +25,14 @@ def _resume_point(request: Request) -> int | None:
     return int(raw)
 
 
-def _viewer(state: State, user_id: str | None) -> Viewer | None:
-    if user_id is None:
-        return None
+def _viewer(request: Request, state: State) -> Viewer | None:
+    """The person this tab acts for; with `?monitor=1`, the signed-in admin (who sees everything)."""
     with state.sessions() as session:
-        user = get_user(session, user_id)
+        if request.query_params.get("monitor") == "1":
+            admin = current_admin(request, session)
+            return Viewer(user_id=admin.user_id, is_admin=True) if admin else None
+        user_id = acting_person_id(request)
+        user = get_user(session, user_id) if user_id else None
         if user is None or user.role == "admin":
             return None
         return Viewer(user_id=user.id)
@@ -41,7 +45,7 @@ def _latest_message_id(state: State) -> int:
 
 @get("/events")
 async def events(request: Request, state: State) -> ServerSentEvent:
-    viewer = await to_thread.run_sync(_viewer, state, acting_person_id(request))
+    viewer = await to_thread.run_sync(_viewer, request, state)
     if viewer is None:
         raise NotAuthorizedException()
     resume_from = _resume_point(request)

@@ -89,3 +89,55 @@ def acting_person_id(request: Request) -> str | None:
 def needs_as(request: Request) -> bool:
     """Links must name the acting person only when the browser holds more than one."""
     return len(read_session(request).people) > 1
+
+
+# --- admins: a cookie of their own, so "remember me" and session endings apply to them alone ---
+
+ADMIN_COOKIE = "kefu_admin"
+REMEMBER_SECONDS = 7 * 24 * 3600
+BROWSER_SESSION_SECONDS = 12 * 3600  # a cap on the signature even when the browser keeps its session cookies
+
+
+def _admin_serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="kefu-admin")
+
+
+def admin_cookie(request: Request, user_id: str, session_version: int, remember: bool) -> Cookie:
+    value = _admin_serializer(request.app.state.settings.secret_key).dumps(
+        {"a": user_id, "v": session_version, "r": int(remember)}
+    )
+    return Cookie(
+        key=ADMIN_COOKIE,
+        value=value,
+        max_age=REMEMBER_SECONDS if remember else None,  # without "remember": ends with the browser
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def read_admin_cookie(request: Request) -> tuple[str, int] | None:
+    """(admin user id, session version) from a valid, unexpired admin cookie."""
+    raw = request.cookies.get(ADMIN_COOKIE)
+    if not raw or len(raw) > 4096:
+        return None
+    serializer_ = _admin_serializer(request.app.state.settings.secret_key)
+    try:
+        data = serializer_.loads(raw, max_age=REMEMBER_SECONDS)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("a"), str) or not isinstance(data.get("v"), int):
+        return None
+    if not data.get("r"):
+        try:
+            serializer_.loads(raw, max_age=BROWSER_SESSION_SECONDS)
+        except BadSignature:
+            return None
+    return data["a"], data["v"]
+
+
+def clear_cookies(response: Response) -> Response:
+    response.delete_cookie(COOKIE_NAME, path="/")
+    response.delete_cookie(ADMIN_COOKIE, path="/")
+    return response

@@ -11,6 +11,8 @@
   const baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
   let lastEventId = Number(body.dataset.lastEventId || 0);
   let totalUnread = Number(body.dataset.totalUnread || 0);
+  // The admins' monitor shares this script: it reads every conversation, writes none, and never marks read.
+  const monitor = body.dataset.mode === "monitor";
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
@@ -62,9 +64,10 @@
     const s = $(".thread-scroll");
     if (s) s.scrollTop = s.scrollHeight;
   }
-  function messageRow(article) {
+  function messageRow(article, thread) {
+    const right = thread.dataset.rightId || me; // whose messages stand on the right
     const row = document.createElement("div");
-    row.className = "msg-row" + (article.dataset.senderId === me ? " mine" : "");
+    row.className = "msg-row" + (article.dataset.senderId === right ? " mine" : "");
     row.appendChild(article);
     return row;
   }
@@ -82,7 +85,7 @@
     $('[data-testid="thread-empty"]', thread)?.remove();
     const scroller = $(".thread-scroll");
     const stick = !scroller || nearBottom(scroller) || article.dataset.senderId === me;
-    const row = messageRow(article);
+    const row = messageRow(article, thread);
     const later = $$('[data-testid="message"]', thread).find((m) => Number(m.dataset.messageId) > id);
     if (later) thread.insertBefore(row, later.closest(".msg-row"));
     else thread.appendChild(row);
@@ -102,6 +105,8 @@
     const mid = Number(article.dataset.messageId);
     if (mid > Number(item.dataset.lastMessageId || 0)) {
       item.dataset.lastMessageId = String(mid);
+      const count = $('[data-testid="message-count"]', item); // the monitor's rows
+      if (count) count.textContent = String(Number(count.textContent || 0) + 1);
       $(".conv-preview", item).textContent = article.dataset.preview || "";
       const time = $(".conv-time", item);
       time.setAttribute("datetime", $("time", article).getAttribute("datetime"));
@@ -110,6 +115,7 @@
     if (isNewUnread) {
       setItemUnread(item, Number($('[data-testid="unread"]', item).textContent || 0) + 1);
     }
+
     const list = listEl();
     if (list.firstElementChild !== item) list.prepend(item);
   }
@@ -122,7 +128,8 @@
     list.prepend(holder);
     $(".list-empty", list)?.remove();
     // the item comes with its unread count; the total was already counted by the message event
-    htmx.ajax("GET", `/chat/c/${cid}/item`, { target: holder, swap: "outerHTML" });
+    const url = monitor ? `/admin/c/${cid}/row?${body.dataset.filterQuery || ""}` : `/chat/c/${cid}/item`;
+    htmx.ajax("GET", url, { target: holder, swap: "outerHTML" });
   }
   function markActive(cid) {
     for (const c of $$('[data-testid="conversation"]')) {
@@ -133,6 +140,7 @@
   // --- reading ---
   let readTimer = null;
   function readOpenConversation() {
+    if (monitor) return;
     const thread = openThread();
     if (!thread || document.visibilityState !== "visible") return;
     clearTimeout(readTimer);
@@ -227,6 +235,11 @@
     lastEventId = Math.max(lastEventId, Number(e.lastEventId || 0));
     const article = parseMessage(e.data);
     if (!article) return;
+    if (monitor) {
+      insertMessage(article);
+      updateListItem(article, false);
+      return;
+    }
     const mine = article.dataset.senderId === me;
     const inThread = insertMessage(article);
     const visibleHere = inThread && document.visibilityState === "visible";
@@ -240,6 +253,7 @@
   function connect() {
     const params = new URLSearchParams({ last_event_id: String(lastEventId) });
     if (actingAs) params.set("as", actingAs);
+    if (monitor) params.set("monitor", "1");
     source = new EventSource("/events?" + params);
     source.onopen = () => {
       retryDelay = 1000;
@@ -270,7 +284,8 @@
   function refreshList() {
     const list = listEl();
     if (!list) return;
-    htmx.ajax("GET", "/chat/list", { target: list, swap: "innerHTML" }).then(() => {
+    const url = monitor ? `/admin/list?${body.dataset.filterQuery || ""}` : "/chat/list";
+    htmx.ajax("GET", url, { target: list, swap: "innerHTML" }).then(() => {
       localizeTimes(list);
       const cid = openThread()?.dataset.conversationId;
       if (cid) markActive(cid);

@@ -1,0 +1,137 @@
+"""Admin accounts: created by ops with `kefu admin`, signed in with argon2-hashed passwords, throttled."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.chat.errors import InvalidInput, NotFound
+from app.chat.people import valid_user_id
+from app.db.models import AdminAccount, SignInFailure, User, utcnow
+from app.i18n import gettext as _
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+
+hasher = PasswordHasher()
+# A real hash to verify against when the username is unknown, so both cases take the same time.
+_DUMMY_HASH = hasher.hash("kefu-no-such-admin")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(_("密码至少需要 {n} 个字符。").format(n=MIN_PASSWORD_LENGTH))
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(_("密码太长。"))
+
+
+def _check_username(username: str) -> str:
+    username = username.strip()
+    if not valid_user_id(username):
+        raise InvalidInput(_("用户名只能包含字母、数字和 - _ . @，最长 64 个字符。"))
+    return username
+
+
+def get_account(session: Session, user_id: str) -> AdminAccount:
+    account = session.get(AdminAccount, user_id)
+    if account is None:
+        raise NotFound(_("没有这个管理员：{user_id}").format(user_id=user_id))
+    return account
+
+
+def create_admin(session: Session, user_id: str, username: str, password: str) -> AdminAccount:
+    if not valid_user_id(user_id):
+        raise InvalidInput(_("用户 ID 无效：{user_id}").format(user_id=user_id))
+    username = _check_username(username)
+    _check_password(password)
+    if session.get(User, user_id) is not None:
+        raise InvalidInput(_("用户 ID 已被占用：{user_id}").format(user_id=user_id))
+    if session.scalar(select(AdminAccount).where(AdminAccount.username == username)) is not None:
+        raise InvalidInput(_("用户名已被占用：{username}").format(username=username))
+    session.add(User(id=user_id, name=username, role="admin"))
+    session.flush()
+    account = AdminAccount(user_id=user_id, username=username, password_hash=hasher.hash(password))
+    session.add(account)
+    session.flush()
+    return account
+
+
+def change_password(session: Session, user_id: str, password: str) -> AdminAccount:
+    account = get_account(session, user_id)
+    _check_password(password)
+    account.password_hash = hasher.hash(password)
+    account.password_changed_at = utcnow()
+    account.session_version += 1  # ends every existing session of this admin
+    session.flush()
+    return account
+
+
+def set_disabled(session: Session, user_id: str, disabled: bool) -> AdminAccount:
+    account = get_account(session, user_id)
+    if account.disabled != disabled:
+        account.disabled = disabled
+        account.session_version += 1
+    session.flush()
+    return account
+
+
+def list_admins(session: Session) -> list[AdminAccount]:
+    return list(session.scalars(select(AdminAccount).order_by(AdminAccount.user_id)))
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def failure_keys(username: str, client_address: str) -> list[str]:
+    return [f"user:{username.strip().lower()[:150]}", f"addr:{client_address[:150]}"]
+
+
+def check_throttle(session: Session, keys: list[str], now: datetime | None = None) -> None:
+    """Throttled(seconds) when any key has MAX_FAILURES failures within the window."""
+    now = now or utcnow()
+    since = now - FAILURE_WINDOW
+    rows = session.execute(
+        select(SignInFailure.key, func.count(), func.min(SignInFailure.created_at))
+        .where(SignInFailure.key.in_(keys), SignInFailure.created_at > since)
+        .group_by(SignInFailure.key)
+    ).all()
+    waits = [
+        int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1
+        for _key, count, oldest in rows
+        if count >= MAX_FAILURES
+    ]
+    if waits:
+        raise Throttled(retry_after=max(1, max(waits)))
+
+
+def authenticate(session: Session, username: str, password: str, client_address: str) -> AdminAccount | None:
+    """The admin for these credentials, or None. Records failures; raises Throttled when over the limit."""
+    keys = failure_keys(username, client_address)
+    check_throttle(session, keys)
+    account = session.scalar(select(AdminAccount).where(AdminAccount.username == username.strip()))
+    try:
+        hasher.verify(account.password_hash if account else _DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+        ok = account is not None and not account.disabled
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        now = utcnow()
+        session.add_all([SignInFailure(key=key, created_at=now) for key in keys])
+        session.execute(delete(SignInFailure).where(SignInFailure.created_at < now - FAILURE_WINDOW * 4))
+        session.flush()
+        return None
+    assert account is not None
+    if hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = hasher.hash(password)
+    session.execute(delete(SignInFailure).where(SignInFailure.key == keys[0]))
+    session.flush()
+    return account

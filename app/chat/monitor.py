@@ -1,0 +1,102 @@
+"""What admins see: every conversation, newest activity first, with filters and a search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from app.chat.conversations import ListCursor
+from app.db.models import Conversation, Message, User
+
+PAGE_SIZE = 30
+MAX_QUERY_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class MonitorFilter:
+    role: str | None = None  # conversations with a participant of this role
+    person: str | None = None  # conversations of this person
+    query: str | None = None  # a participant's name contains it, or their id starts with it
+
+    def as_params(self) -> dict[str, str]:
+        return {k: v for k, v in (("role", self.role), ("person", self.person), ("q", self.query)) if v}
+
+
+@dataclass(frozen=True)
+class MonitorRow:
+    conversation: Conversation
+    user_a: User
+    user_b: User
+    last_message: Message | None
+
+    @property
+    def id(self) -> int:
+        return self.conversation.id
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _base_query():  # type: ignore[no-untyped-def]
+    user_a, user_b = aliased(User), aliased(User)
+    query = (
+        select(Conversation, user_a, user_b)
+        .join(user_a, user_a.id == Conversation.user_a)
+        .join(user_b, user_b.id == Conversation.user_b)
+    )
+    return query, user_a, user_b
+
+
+def _with_last_messages(session: Session, rows) -> list[MonitorRow]:  # type: ignore[no-untyped-def]
+    last_ids = [c.last_message_id for c, _, _ in rows if c.last_message_id]
+    last_messages: dict[int, Message] = {}
+    if last_ids:
+        last_messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(last_ids)))}
+    return [MonitorRow(c, a, b, last_messages.get(c.last_message_id or 0)) for c, a, b in rows]
+
+
+def list_all_conversations(
+    session: Session, filters: MonitorFilter, before: ListCursor | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[MonitorRow], ListCursor | None]:
+    """A page of every conversation, newest activity first, and the cursor of the next page."""
+    query, user_a, user_b = _base_query()
+    query = query.order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    if filters.role:
+        query = query.where(or_(user_a.role == filters.role, user_b.role == filters.role))
+    if filters.person:
+        query = query.where(or_(Conversation.user_a == filters.person, Conversation.user_b == filters.person))
+    if filters.query:
+        pattern = _escape_like(filters.query[:MAX_QUERY_LENGTH])
+        query = query.where(
+            or_(
+                user_a.name.contains(pattern, escape="\\"),
+                user_b.name.contains(pattern, escape="\\"),
+                user_a.id.startswith(pattern, escape="\\"),
+                user_b.id.startswith(pattern, escape="\\"),
+            )
+        )
+    if before is not None:
+        query = query.where(
+            or_(
+                Conversation.last_activity_at < before.activity,
+                and_(Conversation.last_activity_at == before.activity, Conversation.id < before.conversation_id),
+            )
+        )
+    rows = session.execute(query).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = None
+    if has_more and rows:
+        last = rows[-1][0]
+        cursor = ListCursor(last.last_activity_at, last.id)
+    return _with_last_messages(session, rows), cursor
+
+
+def monitor_row(session: Session, conversation_id: int) -> MonitorRow | None:
+    query, _, _ = _base_query()
+    rows = session.execute(query.where(Conversation.id == conversation_id)).all()
+    items = _with_last_messages(session, rows)
+    return items[0] if items else None

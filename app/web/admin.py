@@ -1,0 +1,176 @@
+"""The admins' read-only monitor of every conversation, live, and the statistics page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+from sqlalchemy.orm import Session
+
+from app.chat import messages as msgs
+from app.chat import stats
+from app.chat.conversations import ListCursor, get_conversation
+from app.chat.errors import InvalidInput
+from app.chat.monitor import MonitorFilter, MonitorRow, list_all_conversations, monitor_row
+from app.chat.people import CHAT_ROLES, get_user, valid_user_id
+from app.db.models import AdminAccount, User
+from app.web.deps import current_admin, parse_id
+
+Db = NamedDependency[Session]
+PathId = FromPath[str]
+QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
+
+
+class NotSignedInAsAdmin(Exception):
+    """Turned into a redirect to /login for pages (401 for htmx fragments)."""
+
+
+def require_admin(request: Request, db: Session) -> AdminAccount:
+    account = current_admin(request, db)
+    if account is None:
+        if request.headers.get("hx-request") == "true":
+            raise NotAuthorizedException()
+        raise NotSignedInAsAdmin()
+    return account
+
+
+def login_redirect(request: Request, _exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect("/login?" + urlencode({"next": target}), status_code=303)
+
+
+def parse_filters(role: str | None, person: str | None, q: str | None) -> MonitorFilter:
+    return MonitorFilter(
+        role=role if role in CHAT_ROLES else None,
+        person=person.strip() if person and valid_user_id(person.strip()) else None,
+        query=(q or "").strip()[:100] or None,
+    )
+
+
+def presence_of(request: Request, rows: list[MonitorRow]) -> set[str]:
+    return request.app.state.presence.online({uid for row in rows for uid in (row.user_a.id, row.user_b.id)})
+
+
+def thread_context(request: Request, db: Session, cid: int) -> dict[str, Any]:
+    """A conversation as an admin sees it; reading it as an admin never marks anything read."""
+    row = monitor_row(db, cid)
+    if row is None:
+        raise NotFoundException()
+    messages, has_more = msgs.latest_messages(db, cid)
+    return {
+        "row": row,
+        "messages": messages,
+        "has_more": has_more,
+        "senders": {row.user_a.id: row.user_a, row.user_b.id: row.user_b},
+        "online": presence_of(request, [row]),
+    }
+
+
+class AdminController(Controller):
+    path = "/admin"
+    exception_handlers = {NotSignedInAsAdmin: login_redirect}  # noqa: RUF012
+
+    @get("/", sync_to_thread=True)
+    def monitor(self, request: Request, db: Db, role: QueryValue = None, person: QueryValue = None,
+                q: QueryValue = None) -> Template:
+        admin = require_admin(request, db)
+        return Template("admin.html", context=self._page(request, db, admin, parse_filters(role, person, q), None))
+
+    @get("/c/{cid:str}", sync_to_thread=True)
+    def conversation(self, request: Request, db: Db, cid: PathId) -> Template:
+        admin = require_admin(request, db)
+        conversation_id = parse_id(cid)
+        get_conversation(db, conversation_id)
+        if request.headers.get("hx-request") == "true":
+            return Template("_monitor_open.html", context={"open": thread_context(request, db, conversation_id)})
+        return Template("admin.html", context=self._page(request, db, admin, MonitorFilter(), conversation_id))
+
+    @get("/c/{cid:str}/messages", sync_to_thread=True)
+    def older(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Template:
+        require_admin(request, db)
+        open_ = thread_context(request, db, parse_id(cid))
+        messages, has_more = msgs.messages_before(db, open_["row"].id, parse_id(before) if before else None)
+        context = {"cid": open_["row"].id, "messages": messages, "has_more": has_more, "senders": open_["senders"],
+                   "me": open_["row"].user_b, "peer_last_read": 0, "older_base": "/admin/c"}
+        return Template("_older_messages.html", context=context)
+
+    @get("/c/{cid:str}/row", sync_to_thread=True)
+    def row(self, request: Request, db: Db, cid: PathId, role: QueryValue = None, person: QueryValue = None,
+            q: QueryValue = None) -> Response:
+        require_admin(request, db)
+        row = monitor_row(db, parse_id(cid))
+        filters = parse_filters(role, person, q)
+        if row is None or not _matches(row, filters):
+            return Response("", media_type="text/html")
+        return Template("_monitor_row.html", context={"row": row, "online": presence_of(request, [row])})
+
+    @get("/list", sync_to_thread=True)
+    def list_page(self, request: Request, db: Db, cursor: QueryValue = None, role: QueryValue = None,
+                  person: QueryValue = None, q: QueryValue = None) -> Template:
+        require_admin(request, db)
+        try:
+            before = ListCursor.decode(cursor) if cursor else None
+        except InvalidInput as error:
+            raise NotFoundException() from error
+        filters = parse_filters(role, person, q)
+        rows, next_cursor = list_all_conversations(db, filters, before)
+        return Template("_monitor_page.html", context=self._list_context(request, rows, next_cursor, filters))
+
+    @get("/stats", sync_to_thread=True)
+    def stats_page(self, request: Request, db: Db) -> Template:
+        admin = require_admin(request, db)
+        context = {
+            "admin": admin,
+            "messages_per_day": stats.daily_messages(db),
+            "conversations_per_day": stats.daily_conversations(db),
+            "responses": stats.response_times(db),
+            "days": stats.DAYS,
+        }
+        return Template("admin_stats.html", context=context)
+
+    def _list_context(self, request: Request, rows: list[MonitorRow], cursor: ListCursor | None,
+                      filters: MonitorFilter) -> dict[str, Any]:
+        params = filters.as_params()
+        return {
+            "rows": rows,
+            "online": presence_of(request, rows),
+            "next_url": "/admin/list?" + urlencode({**params, "cursor": cursor.encode()}) if cursor else None,
+            "filter_query": urlencode(params),
+        }
+
+    def _page(self, request: Request, db: Session, admin: AdminAccount, filters: MonitorFilter,
+              open_cid: int | None) -> dict[str, Any]:
+        last_event_id = msgs.latest_message_id(db)
+        rows, cursor = list_all_conversations(db, filters)
+        person = get_user(db, filters.person) if filters.person else None
+        return {
+            "admin": admin,
+            "me": _admin_user(db, admin),
+            "filters": filters,
+            "filter_person": person,
+            "last_event_id": last_event_id,
+            "open": thread_context(request, db, open_cid) if open_cid else None,
+            **self._list_context(request, rows, cursor, filters),
+        }
+
+
+def _admin_user(db: Session, admin: AdminAccount) -> User:
+    user = db.get(User, admin.user_id)
+    assert user is not None
+    return user
+
+
+def _matches(row: MonitorRow, filters: MonitorFilter) -> bool:
+    people = (row.user_a, row.user_b)
+    if filters.role and all(p.role != filters.role for p in people):
+        return False
+    if filters.person and all(p.id != filters.person for p in people):
+        return False
+    if filters.query:
+        return any(filters.query in p.name or p.id.startswith(filters.query) for p in people)
+    return True

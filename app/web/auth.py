@@ -1,0 +1,76 @@
+"""Admin sign-in and sign-out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.params import Body, QueryParameter
+from litestar.response import Redirect, Template
+from sqlalchemy.orm import Session
+
+from app.chat.admins import Throttled, authenticate
+from app.i18n import gettext as _
+from app.templating import render
+from app.web.deps import current_admin
+from app.web.identity import admin_cookie, clear_cookies
+
+Db = NamedDependency[Session]
+LOGIN_FIELD_LIMIT = 1024
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local path: never an open redirect to another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target[:500]
+    return "/admin"
+
+
+def login_form(request: Request, status: int, error: str | None = None, username: str = "",
+               next_url: str = "/admin", headers: dict[str, str] | None = None) -> Response:
+    body = render("login.html", request=request, error=error, username=username, next_url=next_url)
+    return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers or {})
+
+
+class AuthController(Controller):
+    path = "/"
+
+    @get("/login", sync_to_thread=True)
+    def login_page(self, request: Request, db: Db,
+                   next_url: Annotated[str | None, QueryParameter(name="next", required=False, max_length=500)] = None,
+                   ) -> Response:
+        if current_admin(request, db) is not None:
+            return Redirect(safe_next(next_url), status_code=303)
+        return Template("login.html", context={"next_url": safe_next(next_url), "username": "", "error": None})
+
+    @post("/login", sync_to_thread=True)
+    def login(
+        self,
+        request: Request,
+        db: Db,
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response:
+        username = (data.get("username") or "")[:LOGIN_FIELD_LIMIT]
+        password = (data.get("password") or "")[:LOGIN_FIELD_LIMIT]
+        remember = data.get("remember") in {"1", "on", "true", "yes"}
+        next_url = safe_next(data.get("next"))
+        client = request.client.host if request.client else "unknown"
+        try:
+            account = authenticate(db, username, password, client)
+        except Throttled as throttled:
+            db.rollback()
+            minutes = max(1, round(throttled.retry_after / 60))
+            error = _("登录失败次数过多，请 {minutes} 分钟后再试。").format(minutes=minutes)
+            return login_form(request, 429, error, username, next_url, {"Retry-After": str(throttled.retry_after)})
+        db.commit()
+        if account is None:
+            return login_form(request, 401, _("用户名或密码错误。"), username, next_url)
+        response = Redirect(next_url, status_code=303)
+        response.set_cookie(admin_cookie(request, account.user_id, account.session_version, remember))
+        return response
+
+    @post("/logout")
+    async def logout(self) -> Response:
+        return clear_cookies(Redirect("/login", status_code=303))
