@@ -16,7 +16,7 @@ from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import upgrade
 from app.db.seed import seed_demo
 from app.main import create_app
-from tests.support import TEST_SECRET
+from tests.support import TEST_SECRET, ServerProcess, free_port, server_env
 
 MYSQL_URL = os.environ.get("KEFU_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -127,3 +127,38 @@ def app_client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(make_settings(database_url, tmp_path))
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
+
+
+# --- real headless Chromium (Debian's package) against a served app ---
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not Path(CHROMIUM).exists():
+        require_or_skip(f"{CHROMIUM} is not installed (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server(browser, sqlite_url: str, tmp_path: Path) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+    process = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    yield process
+    for context in browser.contexts:  # close the pages' streams first, so the server stops at once
+        context.close()
+    process.stop()

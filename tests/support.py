@@ -148,3 +148,21 @@ def message_ids(events: list[Event]) -> list[int]:
 
 def json_data(event: Event) -> dict:
     return json.loads(event.data)
+
+
+# --- browser pages ---
+
+def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = (1280, 800)):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/chat?{query}")
+    page.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    page.js_errors = errors  # checked by the tests: a broken script is a broken product
+    return page
+
+
+def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    page.fill("textarea[name=body]", text)
+    page.keyboard.press("Enter")

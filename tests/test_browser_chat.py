@@ -4,67 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import require_or_skip
-from tests.support import ROOT, ServerProcess, free_port, server_env, sign_in
+from tests.support import ROOT, ServerProcess, open_chat, send, sign_in
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESK, TABLET, PHONE = (1280, 800), (800, 900), (375, 740)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        require_or_skip(f"{CHROMIUM} is not installed (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def server(browser, sqlite_url: str, tmp_path: Path) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
-    process = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
-    yield process
-    for context in browser.contexts:  # close the pages' streams first, so the server stops at once
-        context.close()
-    process.stop()
-
-
-def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = DESK):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server.url}/chat?{query}")
-    page.wait_for_selector('[data-testid="connection"][data-state="open"]')
-    page.js_errors = errors  # checked by the tests: a broken script is a broken product
-    return page
-
-
-def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    page.fill("textarea[name=body]", text)
-    page.keyboard.press("Enter")
-
 
 def test_b1_and_m1_chat_live_with_unread_counts_and_read_receipts(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
     b1 = open_chat(browser, server, "user_id=b1&target=m1")

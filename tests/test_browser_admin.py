@@ -1,0 +1,61 @@
+"""The admin monitor in real headless Chromium: sign in with the form, watch b1 and m1 talk, live."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.chat.admins import create_admin
+from app.db.engine import make_engine, make_sessionmaker
+from tests.support import ServerProcess, open_chat, send
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def admin_account(sqlite_url: str) -> tuple[str, str]:
+    engine = make_engine(sqlite_url)
+    with make_sessionmaker(engine)() as session:
+        create_admin(session, "a1", "ops", "correct horse battery")
+        session.commit()
+    engine.dispose()
+    return "ops", "correct horse battery"
+
+
+def test_the_monitor_shows_a_message_from_b1_to_m1_live(browser, server: ServerProcess, admin_account) -> None:  # type: ignore[no-untyped-def]
+    username, password = admin_account
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    send(b1, "第一条，管理员打开监控前发送")
+    b1.locator('[data-testid="message"]', has_text="第一条").wait_for()
+
+    admin = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN").new_page()
+    errors: list[str] = []
+    admin.on("pageerror", lambda error: errors.append(str(error)))
+    admin.goto(f"{server.url}/admin")
+    assert "/login" in admin.url  # not signed in: sent to the sign-in page
+    admin.fill("input[name=username]", username)
+    admin.fill("input[name=password]", password)
+    admin.click("button[type=submit]")
+    admin.locator('[data-testid="monitor"]').wait_for()
+    admin.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    row = admin.locator('[data-testid="conversation"][data-user-a="b1"][data-user-b="m1"]')
+    assert row.locator('[data-testid="message-count"]').inner_text() == "1"
+    row.click()
+    thread = admin.locator('[data-testid="thread"]')
+    thread.locator('[data-testid="message"]', has_text="第一条").wait_for()
+    assert admin.locator('[data-testid="composer"]').count() == 0
+
+    send(b1, "第二条，管理员应当实时看到")
+    thread.locator('[data-testid="message"]', has_text="第二条").wait_for()
+    assert row.locator('[data-testid="message-count"]').inner_text() == "2"
+    assert "第二条" in row.locator(".conv-preview").inner_text()
+
+    # a conversation that did not exist when the monitor opened appears at the top, live
+    b2 = open_chat(browser, server, "user_id=b2&target=p1")
+    send(b2, "新会话：请问怎么申请退款？")
+    new_row = admin.locator('[data-testid="conversation"][data-user-a="b2"][data-user-b="p1"]')
+    new_row.wait_for()
+    assert admin.locator('[data-testid="conversation"]').first.get_attribute("data-user-a") == "b2"
+    # m1 has not read anything: the admin's viewing marked nothing read
+    m1 = open_chat(browser, server, "user_id=m1")
+    assert m1.locator('[data-testid="conversation"][data-peer-id="b1"] [data-testid="unread"]').inner_text() == "2"
+    assert errors == []
