@@ -6,7 +6,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -18,7 +18,6 @@ from litestar.template.config import TemplateConfig
 from app import ROOT
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
-from app.i18n import current_locale, pick_locale
 from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
 from app.realtime.presence import Presence
 from app.templating import environment
@@ -28,7 +27,9 @@ from app.web.chat import ChatController
 from app.web.deps import provide_db
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.events import events
+from app.web.files import FilesController
 from app.web.health import healthz
+from app.web.i18n_hook import set_locale
 
 log = logging.getLogger("kefu")
 
@@ -36,10 +37,6 @@ log = logging.getLogger("kefu")
 @get("/", include_in_schema=False)
 async def home() -> Redirect:
     return Redirect("/chat")
-
-
-async def set_locale(request: Request) -> None:
-    current_locale.set(pick_locale(request.headers.get("accept-language")))
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -78,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ChatController,
             AdminController,
             AuthController,
+            FilesController,
             events,
             healthz,
             create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),
@@ -86,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[channels],
         state=state,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment())),
+        request_max_body_size=settings.max_upload_mb * 1024 * 1024 + 1024 * 1024,
         csrf_config=CSRFConfig(secret=settings.secret_key, cookie_samesite="lax", cookie_httponly=True),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=set_locale,

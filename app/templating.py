@@ -34,6 +34,31 @@ def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+THUMB = 240  # the largest side of an image in the thread, in CSS pixels
+
+
+def _thumb_scale(width: int | None, height: int | None) -> float:
+    if not width or not height:
+        return 1.0
+    return min(1.0, THUMB / max(width, height))
+
+
+def thumb_width(width: int | None, height: int | None) -> int:
+    return round((width or THUMB) * _thumb_scale(width, height))
+
+
+def thumb_height(height: int | None, width: int | None) -> int:
+    return round((height or THUMB) * _thumb_scale(width, height))
+
+
+def filesize(size: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size} B"
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -44,7 +69,8 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(iso=iso, clock=clock, preview=preview)
+    env.filters.update(iso=iso, clock=clock, preview=preview, thumb_width=thumb_width, thumb_height=thumb_height,
+                       filesize=filesize)
     return env
 
 

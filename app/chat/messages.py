@@ -30,11 +30,15 @@ def clean_body(raw: str | None) -> str:
     return body
 
 
-def send_message(session: Session, conversation_id: int, sender_id: str, raw_body: str | None,
-                 kind: str = "text") -> Message:
-    """Store a message from a participant and move the conversation to the top of both lists."""
+def send_message(session: Session, conversation_id: int, sender_id: str, raw_body: str | None) -> Message:
+    """Store a text message from a participant and move the conversation to the top of both lists."""
+    get_membership(session, conversation_id, sender_id)
+    return store_message(session, conversation_id, sender_id, clean_body(raw_body))
+
+
+def store_message(session: Session, conversation_id: int, sender_id: str, body: str, kind: str = "text") -> Message:
+    """Store an already validated message (text, or the name of a file) from a participant."""
     member = get_membership(session, conversation_id, sender_id)
-    body = clean_body(raw_body)
     now = utcnow()
     message = Message(conversation_id=conversation_id, sender_id=sender_id, kind=kind, body=body, created_at=now)
     session.add(message)

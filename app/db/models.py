@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
@@ -112,6 +112,8 @@ class Message(Base):
     kind: Mapped[str] = mapped_column(String(16), default="text")
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # loaded for whole pages of messages in one extra query, never one per message
+    attachment: Mapped[Attachment | None] = relationship(lazy="selectin", viewonly=True)
 
 
 class AdminAccount(Base):
@@ -136,4 +138,32 @@ class SignInFailure(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Attachment(Base):
+    """The stored file of an image or file message. `original_name` is for display only, never a path."""
+
+    __tablename__ = "attachments"
+
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    stored_path: Mapped[str] = mapped_column(String(255))
+    thumbnail_path: Mapped[str | None] = mapped_column(String(255), default=None)
+    original_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(120))
+    size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class QuickReply(Base):
+    """A merchant's or support person's canned answer, in their own order."""
+
+    __tablename__ = "quick_replies"
+    __table_args__ = (Index("ix_quick_replies_owner_position", "owner_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(String(500))
+    position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

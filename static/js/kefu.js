@@ -301,28 +301,101 @@
     e.preventDefault();
     area.form.requestSubmit();
   });
+  const sendForms = ".composer, .upload-form, .quick-send";
+  function composerError(el) {
+    return el.closest(".composer-bar, .col-thread")?.querySelector(".composer-error") || $(".composer-error");
+  }
   document.addEventListener("htmx:afterRequest", (e) => {
-    const form = e.detail.elt.closest?.(".composer");
-    if (!form || e.detail.elt !== form) return;
-    const error = $(".composer-error", form);
+    const form = e.detail.elt.closest?.(sendForms);
+    if (!form) return;
+    const error = composerError(form);
     const xhr = e.detail.xhr;
+    if (form.classList.contains("upload-form")) finishUpload(form);
     if (xhr.status === 201) {
-      error.textContent = "";
-      form.reset();
+      if (error) error.textContent = "";
+      if (form.classList.contains("composer")) form.reset();
       const article = parseMessage(xhr.responseText);
       if (article) {
         insertMessage(article);
         updateListItem(article, false);
       }
-    } else if (xhr.status >= 400) {
+    } else if (xhr.status >= 400 && error) {
       const tpl = document.createElement("template");
       tpl.innerHTML = xhr.responseText;
       error.textContent = tpl.content.textContent.trim() || "发送失败，请重试。";
     }
   });
   document.addEventListener("htmx:sendError", (e) => {
-    const form = e.detail.elt.closest?.(".composer");
-    if (form) $(".composer-error", form).textContent = "网络中断，消息还没有发出。请检查网络后重试。";
+    const form = e.detail.elt.closest?.(sendForms);
+    if (!form) return;
+    if (form.classList.contains("upload-form")) finishUpload(form);
+    const error = composerError(form);
+    if (error) error.textContent = "网络中断，消息还没有发出。请检查网络后重试。";
+  });
+
+  // --- files: the paperclip, drag and drop onto the thread, paste; one upload at a time, with progress ---
+  const uploadQueue = [];
+  function progressBar() { return $(".upload-progress"); }
+  document.addEventListener("htmx:xhr:progress", (e) => {
+    if (!e.target.closest?.(".upload-form")) return;
+    const bar = progressBar();
+    if (!bar || !e.detail.lengthComputable) return;
+    bar.hidden = false;
+    bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
+  });
+  document.addEventListener("htmx:beforeRequest", (e) => {
+    if (!e.target.closest?.(".upload-form")) return;
+    const bar = progressBar();
+    if (bar) { bar.hidden = false; bar.value = 0; }
+  });
+  function finishUpload(form) {
+    const bar = progressBar();
+    if (bar) bar.hidden = true;
+    form.reset();
+    if (uploadQueue.length) setTimeout(() => uploadFile(uploadQueue.shift()), 0);
+  }
+  function uploadFile(file) {
+    const form = $(".upload-form");
+    if (!form) return;
+    const input = $('input[type="file"]', form);
+    const data = new DataTransfer();
+    data.items.add(file);
+    input.files = data.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  function uploadAll(files) {
+    const list = Array.from(files || []);
+    if (!list.length) return false;
+    const busy = !$(".upload-progress")?.hidden;
+    uploadQueue.push(...list);
+    if (!busy) uploadFile(uploadQueue.shift());
+    return true;
+  }
+  let dragDepth = 0;
+  document.addEventListener("dragenter", (e) => {
+    const zone = e.target.closest?.(".col-thread");
+    if (!zone || !openThread() || !e.dataTransfer?.types.includes("Files")) return;
+    dragDepth += 1;
+    $(".thread-scroll")?.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (e) => {
+    if (!e.target.closest?.(".col-thread")) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) $(".thread-scroll")?.classList.remove("dragging");
+  });
+  document.addEventListener("dragover", (e) => {
+    if (e.target.closest?.(".col-thread") && openThread()) e.preventDefault();
+  });
+  document.addEventListener("drop", (e) => {
+    if (!e.target.closest?.(".col-thread") || !openThread()) return;
+    e.preventDefault();
+    dragDepth = 0;
+    $(".thread-scroll")?.classList.remove("dragging");
+    uploadAll(e.dataTransfer.files);
+  });
+  document.addEventListener("paste", (e) => {
+    if (!e.target.closest?.(".composer") || !e.clipboardData?.files.length) return;
+    if (uploadAll(e.clipboardData.files)) e.preventDefault();
   });
 
   // --- views on a phone, and opening a conversation ---

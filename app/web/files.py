@@ -1,0 +1,140 @@
+"""Uploading files into a conversation, and downloading them (participants and admins only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State, UploadFile
+from litestar.di import NamedDependency
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.params import Body, FromPath
+from litestar.response import File
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.chat import conversations as convs
+from app.chat.errors import InvalidInput
+from app.chat.files import TooLarge, UnsupportedType, save_upload
+from app.db.models import Attachment, Member, Message
+from app.i18n import gettext as _
+from app.templating import render, render_message
+from app.web.deps import current_admin, current_person, parse_id
+from app.web.i18n_hook import set_locale
+from app.web.identity import read_session
+
+Db = NamedDependency[Session]
+PathId = FromPath[str]
+MULTIPART_OVERHEAD = 64 * 1024
+SANDBOX_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+
+
+def max_upload_bytes(state: State) -> int:
+    return int(state.settings.max_upload_mb) * 1024 * 1024
+
+
+async def refuse_oversized_upload(request: Request) -> None:
+    """413 from the Content-Length header alone, before any of the body is read."""
+    await set_locale(request)  # a route-level hook replaces the app's, so do its work too
+    length = request.headers.get("content-length", "")
+    limit = max_upload_bytes(request.app.state) + MULTIPART_OVERHEAD
+    if length.isdigit() and int(length) > limit:
+        raise_too_large(request.app.state)
+
+
+def raise_too_large(state: State) -> None:
+    text = _("文件太大：最大 {mb} MB。").format(mb=state.settings.max_upload_mb)
+    raise HTTPException(status_code=413, detail=text, extra={"public": True})
+
+
+def composer_error(text: str, status: int) -> Response:
+    return Response(render("_composer_error.html", text=text), status_code=status, media_type=MediaType.HTML)
+
+
+class FilesController(Controller):
+    path = "/"
+
+    @post("/chat/c/{cid:str}/files", sync_to_thread=True, status_code=201, before_request=refuse_oversized_upload)
+    def upload(
+        self,
+        request: Request,
+        state: State,
+        db: Db,
+        cid: PathId,
+        data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Response:
+        me = current_person(request, db, write=True)
+        conversation_id = parse_id(cid)
+        conversation = convs.get_conversation(db, conversation_id)
+        convs.get_membership(db, conversation_id, me.id)
+        upload = data.get("file") if isinstance(data, dict) else None
+        if not isinstance(upload, UploadFile):
+            return composer_error(_("请选择要发送的文件。"), 422)
+        try:
+            message = save_upload(db, Path(state.settings.upload_dir), conversation_id, me.id, upload.file,
+                                  upload.filename, max_upload_bytes(state))
+        except TooLarge as error:
+            db.rollback()
+            return composer_error(str(error), 413)
+        except UnsupportedType as error:
+            db.rollback()
+            return composer_error(str(error), 415)
+        except InvalidInput as error:
+            db.rollback()
+            return composer_error(str(error), 422)
+        db.commit()
+        html = render_message(message, me)
+        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
+        return Response(html, status_code=201, media_type=MediaType.HTML)
+
+    @get("/files/{mid:str}", sync_to_thread=True)
+    def download(self, request: Request, state: State, db: Db, mid: PathId) -> File:
+        return self._send(request, state, db, parse_id(mid), thumbnail=False)
+
+    @get("/files/{mid:str}/thumb", sync_to_thread=True)
+    def thumbnail(self, request: Request, state: State, db: Db, mid: PathId) -> File:
+        return self._send(request, state, db, parse_id(mid), thumbnail=True)
+
+    def _send(self, request: Request, state: State, db: Session, message_id: int, thumbnail: bool) -> File:
+        attachment = db.get(Attachment, message_id)
+        message = db.get(Message, message_id)
+        if attachment is None or message is None:
+            raise NotFoundException()
+        if not may_see(request, db, message.conversation_id):
+            raise PermissionDeniedException()
+        relative = attachment.thumbnail_path if thumbnail and attachment.thumbnail_path else attachment.stored_path
+        root = Path(state.settings.upload_dir).resolve()
+        path = (root / relative).resolve()
+        if root not in path.parents or not path.is_file():
+            raise NotFoundException()
+        is_image = message.kind == "image"
+        media_type = attachment.content_type
+        if thumbnail and attachment.thumbnail_path:
+            media_type = "image/png" if relative.endswith(".png") else "image/jpeg"
+        return File(
+            path=path,
+            filename=attachment.original_name,
+            media_type=media_type,
+            content_disposition_type="inline" if is_image else "attachment",
+            headers={
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": SANDBOX_CSP,
+                "Cache-Control": "private, max-age=86400",
+            },
+        )
+
+
+def may_see(request: Request, db: Session, conversation_id: int) -> bool:
+    """Admins, and any person signed in in this browser who takes part in the conversation (an <img> cannot
+    say which of the browser's people it acts for)."""
+    if current_admin(request, db) is not None:
+        return True
+    people = read_session(request).people
+    if not people:
+        return False
+    found = db.scalar(
+        select(Member.user_id).where(Member.conversation_id == conversation_id, Member.user_id.in_(people)).limit(1)
+    )
+    return found is not None

@@ -1,0 +1,11 @@
+"""Pick the language of each request (zh-CN first)."""
+
+from __future__ import annotations
+
+from litestar import Request
+
+from app.i18n import current_locale, pick_locale
+
+
+async def set_locale(request: Request) -> None:
+    current_locale.set(pick_locale(request.headers.get("accept-language")))
