@@ -30,6 +30,7 @@ from app.web.events import events
 from app.web.files import FilesController
 from app.web.health import healthz
 from app.web.i18n_hook import set_locale
+from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
 
 log = logging.getLogger("kefu")
 
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             AuthController,
             FilesController,
+            QuickRepliesController,
+            SendQuickReplyController,
             events,
             healthz,
             create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),

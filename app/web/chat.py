@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
 from app.chat import messages as msgs
+from app.chat import quick_replies
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_user
 from app.db.models import User
@@ -49,6 +50,7 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
         "acting_as": me.id if needs_as(request) else None,
         "online": presence.online({item.peer.id for item in items}),
         "open": open_thread,
+        **quick_context(db, me, open_cid),
     }
     if open_thread is not None:
         context["online"] |= presence.online({open_thread["peer"].id})
@@ -71,6 +73,10 @@ def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[st
         "senders": {me.id: me, item.peer.id: item.peer},
         "peer_online": presence.is_online(item.peer.id),
     }
+
+
+def quick_context(db: Session, me: User, open_cid: int | None) -> dict[str, Any]:
+    return {"quick_replies": quick_replies.list_replies(db, me), "quick_cid": open_cid, "quick_error": None}
 
 
 def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int) -> None:
@@ -137,6 +143,7 @@ class ChatController(Controller):
                 "me": me,
                 "open": thread_context(request, db, me, conversation_id),
                 "acting_as": me.id if needs_as(request) else None,
+                **quick_context(db, me, conversation_id),
             }
             return Template("_open_conversation.html", context=context)
         return Template("chat.html", context=page_context(request, db, me, conversation_id))

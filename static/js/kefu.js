@@ -398,6 +398,77 @@
     if (uploadAll(e.clipboardData.files)) e.preventDefault();
   });
 
+  // --- quick replies: the sheet (below 1024 px), and "/" in the composer to pick one by text ---
+  document.addEventListener("click", (e) => {
+    if (e.target.closest(".quick-toggle")) {
+      if (window.matchMedia("(min-width: 1024px)").matches) {
+        $("#quick-replies")?.scrollIntoView({ block: "nearest" });
+      } else {
+        body.dataset.sheet = body.dataset.sheet === "quick" ? "" : "quick";
+      }
+    } else if (e.target.closest("[data-close-sheet]") || e.target.closest(".quick-send")) {
+      body.dataset.sheet = "";
+    }
+  });
+  let slashIndex = 0;
+  function slashMatches(area) {
+    const query = area.value.slice(1).trim().toLowerCase();
+    return $$('button[data-testid="quick-reply"]').filter((b) => b.textContent.toLowerCase().includes(query));
+  }
+  function closeSlash() {
+    const menu = $(".slash-menu");
+    if (menu) { menu.hidden = true; menu.replaceChildren(); }
+  }
+  function renderSlash(area) {
+    const menu = $(".slash-menu");
+    if (!menu) return;
+    if (!area.value.startsWith("/")) return closeSlash();
+    const matches = slashMatches(area);
+    slashIndex = Math.min(slashIndex, Math.max(matches.length - 1, 0));
+    menu.replaceChildren(...matches.map((b, i) => {
+      const item = document.createElement("button");
+      item.type = "button";
+      item.dataset.testid = "slash-item";
+      item.dataset.quickReplyId = b.dataset.quickReplyId;
+      item.textContent = b.textContent.trim();
+      item.setAttribute("aria-selected", String(i === slashIndex));
+      return item;
+    }));
+    menu.hidden = matches.length === 0;
+  }
+  function sendQuick(id, area) {
+    const button = $(`button[data-testid="quick-reply"][data-quick-reply-id="${id}"]`);
+    if (!button) return;
+    button.click();
+    area.value = "";
+    closeSlash();
+  }
+  document.addEventListener("input", (e) => {
+    const area = e.target.closest?.(".composer textarea");
+    if (area) { slashIndex = 0; renderSlash(area); }
+  });
+  document.addEventListener("keydown", (e) => {
+    const area = e.target.closest?.(".composer textarea");
+    const menu = $(".slash-menu");
+    if (!area || !menu || menu.hidden) return;
+    const items = $$("button", menu);
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      slashIndex = (slashIndex + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
+      renderSlash(area);
+    } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      e.stopImmediatePropagation(); // not the composer's own Enter-to-send
+      sendQuick(items[slashIndex].dataset.quickReplyId, area);
+    } else if (e.key === "Escape") {
+      closeSlash();
+    }
+  }, true);
+  document.addEventListener("click", (e) => {
+    const item = e.target.closest(".slash-menu button");
+    if (item) sendQuick(item.dataset.quickReplyId, $(".composer textarea"));
+  });
+
   // --- views on a phone, and opening a conversation ---
   function showView(view) {
     if (view === "thread" && !openThread()) view = "list";

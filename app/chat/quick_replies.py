@@ -1,0 +1,91 @@
+"""Quick replies: merchants' and support's own canned answers (at most 50 each, 1–500 characters)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.chat.errors import Forbidden, InvalidInput, NotFound
+from app.db.models import QuickReply, User
+from app.i18n import gettext as _
+
+MAX_PER_OWNER = 50
+MAX_LENGTH = 500
+OWNER_ROLES = ("merchant", "support")
+
+
+def _check_owner(user: User) -> None:
+    if user.role not in OWNER_ROLES:
+        raise Forbidden(_("只有商家和官方客服可以使用快捷回复。"))
+
+
+def clean(raw: str | None) -> str:
+    body = (raw or "").replace("\r\n", "\n").strip()
+    if not body:
+        raise InvalidInput(_("快捷回复不能为空。"))
+    if len(body) > MAX_LENGTH:
+        raise InvalidInput(_("快捷回复最多 {n} 个字符。").format(n=MAX_LENGTH))
+    return body
+
+
+def list_replies(session: Session, owner: User) -> list[QuickReply]:
+    if owner.role not in OWNER_ROLES:
+        return []
+    return list(session.scalars(
+        select(QuickReply).where(QuickReply.owner_id == owner.id).order_by(QuickReply.position, QuickReply.id)
+    ))
+
+
+def get_own(session: Session, owner: User, reply_id: int) -> QuickReply:
+    """The owner's quick reply; another person's is Forbidden, whoever asks."""
+    _check_owner(owner)
+    reply = session.get(QuickReply, reply_id)
+    if reply is None:
+        raise NotFound("quick reply")
+    if reply.owner_id != owner.id:
+        raise Forbidden(_("这不是你的快捷回复。"))
+    return reply
+
+
+def create(session: Session, owner: User, raw: str | None) -> QuickReply:
+    _check_owner(owner)
+    body = clean(raw)
+    count, last = session.execute(
+        select(func.count(), func.max(QuickReply.position)).where(QuickReply.owner_id == owner.id)
+    ).one()
+    if count >= MAX_PER_OWNER:
+        raise InvalidInput(_("最多只能保存 {n} 条快捷回复。").format(n=MAX_PER_OWNER))
+    reply = QuickReply(owner_id=owner.id, body=body, position=(last or 0) + 1)
+    session.add(reply)
+    session.flush()
+    return reply
+
+
+def update(session: Session, owner: User, reply_id: int, raw: str | None) -> QuickReply:
+    reply = get_own(session, owner, reply_id)
+    reply.body = clean(raw)
+    session.flush()
+    return reply
+
+
+def delete(session: Session, owner: User, reply_id: int) -> None:
+    session.delete(get_own(session, owner, reply_id))
+    session.flush()
+
+
+def move(session: Session, owner: User, reply_id: int, direction: str) -> None:
+    """Swap with the neighbour above ("up") or below ("down"); at an end, nothing changes."""
+    if direction not in ("up", "down"):
+        raise InvalidInput("direction must be up or down")
+    replies = list_replies(session, owner)
+    index = next((i for i, r in enumerate(replies) if r.id == reply_id), None)
+    if index is None:
+        get_own(session, owner, reply_id)  # raises the right error
+        return
+    other = index - 1 if direction == "up" else index + 1
+    if not 0 <= other < len(replies):
+        return
+    replies[index], replies[other] = replies[other], replies[index]
+    for position, reply in enumerate(replies, start=1):
+        reply.position = position
+    session.flush()

@@ -1,0 +1,98 @@
+"""Quick replies: the owner manages them in the third column (a sheet on a phone) and sends one with a click."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.params import Body, FromPath, QueryParameter
+from litestar.response import Template
+from sqlalchemy.orm import Session
+
+from app.chat import conversations as convs
+from app.chat import messages as msgs
+from app.chat import quick_replies as replies
+from app.chat.errors import InvalidInput
+from app.db.models import User
+from app.templating import render_message
+from app.web.deps import current_person, parse_id
+
+Db = NamedDependency[Session]
+PathId = FromPath[str]
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def panel(db: Session, me: User, cid: int | None, error: str | None = None, status: int = 200) -> Template:
+    context: dict[str, Any] = {"me": me, "quick_replies": replies.list_replies(db, me), "quick_cid": cid,
+                               "quick_error": error}
+    return Template("_quick_replies.html", context=context, status_code=status)
+
+
+def open_cid(raw: str | None) -> int | None:
+    return parse_id(raw) if raw else None
+
+
+class QuickRepliesController(Controller):
+    path = "/chat/quick-replies"
+
+    @get("/", sync_to_thread=True)
+    def show(self, request: Request, db: Db,
+             cid: Annotated[str | None, QueryParameter(required=False, max_length=20)] = None) -> Template:
+        return panel(db, current_person(request, db), open_cid(cid))
+
+    @post("/", sync_to_thread=True, status_code=200)
+    def create(self, request: Request, db: Db, data: Form) -> Template:
+        me = current_person(request, db, write=True)
+        try:
+            replies.create(db, me, data.get("body"))
+        except InvalidInput as error:
+            db.rollback()
+            return panel(db, me, open_cid(data.get("cid")), str(error), 422)
+        db.commit()
+        return panel(db, me, open_cid(data.get("cid")))
+
+    @post("/{rid:str}", sync_to_thread=True, status_code=200)
+    def edit(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+        me = current_person(request, db, write=True)
+        try:
+            replies.update(db, me, parse_id(rid), data.get("body"))
+        except InvalidInput as error:
+            db.rollback()
+            return panel(db, me, open_cid(data.get("cid")), str(error), 422)
+        db.commit()
+        return panel(db, me, open_cid(data.get("cid")))
+
+    @post("/{rid:str}/delete", sync_to_thread=True, status_code=200)
+    def delete(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+        me = current_person(request, db, write=True)
+        replies.delete(db, me, parse_id(rid))
+        db.commit()
+        return panel(db, me, open_cid(data.get("cid")))
+
+    @post("/{rid:str}/move", sync_to_thread=True, status_code=200)
+    def move(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+        me = current_person(request, db, write=True)
+        replies.move(db, me, parse_id(rid), data.get("direction", ""))
+        db.commit()
+        return panel(db, me, open_cid(data.get("cid")))
+
+
+class SendQuickReplyController(Controller):
+    path = "/chat/c"
+
+    @post("/{cid:str}/quick-replies/{rid:str}", sync_to_thread=True, status_code=201)
+    def send(self, request: Request, state: State, db: Db, cid: PathId, rid: PathId) -> Response:
+        """One click sends it: stored and delivered live like any typed message."""
+        me = current_person(request, db, write=True)
+        conversation_id = parse_id(cid)
+        conversation = convs.get_conversation(db, conversation_id)
+        convs.get_membership(db, conversation_id, me.id)
+        reply = replies.get_own(db, me, parse_id(rid))
+        message = msgs.send_message(db, conversation_id, me.id, reply.body)
+        db.commit()
+        html = render_message(message, me)
+        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
+        return Response(html, status_code=201, media_type=MediaType.HTML)
