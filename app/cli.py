@@ -46,6 +46,10 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = _settings()
     warn_about(settings)
+    if workers > 1 and not settings.broker_url:
+        raise click.ClickException(
+            "--workers above 1 needs KEFU_BROKER_URL=redis://…: every process must hear every event"
+        )
     uvicorn.run(
         "app.main:create_app",
         factory=True,

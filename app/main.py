@@ -18,8 +18,9 @@ from litestar.template.config import TemplateConfig
 from app import ROOT
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
+from app.realtime.broker import BrokerStatus
 from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
-from app.realtime.presence import Presence
+from app.realtime.presence import Announce, Presence, RedisPresence
 from app.templating import environment
 from app.web.admin import AdminController
 from app.web.auth import AuthController
@@ -40,10 +41,17 @@ async def home() -> Redirect:
     return Redirect("/chat")
 
 
+def make_presence(settings: Settings, announce: Announce) -> Presence:
+    if settings.broker_url:
+        return RedisPresence(announce, settings.broker_url)
+    return Presence(announce)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
-    channels = make_channels_plugin(settings.broker_url)
+    broker = BrokerStatus("redis" if settings.broker_url else "memory")
+    channels = make_channels_plugin(settings.broker_url, broker)
 
     bus = Bus(channels)
 
@@ -57,7 +65,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "sessions": make_sessionmaker(engine),
             "channels": channels,
             "bus": bus,
-            "presence": Presence(announce),
+            "presence": make_presence(settings, announce),
+            "broker": broker,
         }
     )
 
@@ -69,6 +78,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kefu-handler")
         asyncio.get_running_loop().set_default_executor(executor)
         await state.bus.start()
+        await state.presence.start()
+
+    async def stop_presence() -> None:
+        await state.presence.stop()
 
     return Litestar(
         route_handlers=[
@@ -92,7 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=set_locale,
         on_startup=[start_bus],
-        on_shutdown=[dispose_engine],
+        on_shutdown=[stop_presence, dispose_engine],
         debug=settings.debug,
         openapi_config=None,
     )

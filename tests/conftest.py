@@ -88,15 +88,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'kefu.db'}"
-    upgrade(url)
+def seed_url(url: str) -> None:
     engine = make_engine(url)
     with make_sessionmaker(engine)() as session:
         seed_demo(session)
         session.commit()
     engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'kefu.db'}"
+    upgrade(url)
+    seed_url(url)
     return url
 
 

@@ -11,7 +11,10 @@ import logging
 from typing import Any
 
 from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
+
+from app.realtime.broker import BrokerStatus, ResilientRedisBackend
 
 log = logging.getLogger("kefu.bus")
 
@@ -23,12 +26,12 @@ def person_channel(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-def make_channels_plugin(broker_url: str) -> ChannelsPlugin:
+def make_channels_plugin(broker_url: str, status: BrokerStatus) -> ChannelsPlugin:
     if broker_url:
-        from litestar.channels.backends.redis import RedisChannelsPubSubBackend
         from redis.asyncio import Redis
 
-        backend = RedisChannelsPubSubBackend(redis=Redis.from_url(broker_url), key_prefix="kefu_channels")
+        redis = Redis.from_url(broker_url, socket_connect_timeout=2, health_check_interval=15)
+        backend: ChannelsBackend = ResilientRedisBackend(redis=redis, status=status)
     else:
         backend = MemoryChannelsBackend()
     return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=2000)

@@ -1,13 +1,22 @@
-"""Who is online: a person is online while at least one of their event streams is open.
+"""Who is online: a person is online while at least one of their event streams is open, in any process.
 
-A short grace period before going offline keeps a page reload (close, then reopen) from flickering.
+`Presence` counts this process's streams. `RedisPresence` shares the counts between processes and machines:
+each process keeps an expiring lease per person in Redis and renews it while it holds a stream; a process
+that dies without saying goodbye stops renewing, and the next sweep by any other process announces the
+person offline. A short grace period before going offline keeps a page reload from flickering.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+
+log = logging.getLogger("kefu.presence")
 
 Announce = Callable[[str, bool], Awaitable[None]]
 
@@ -21,17 +30,24 @@ class Presence:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def is_online(self, user_id: str) -> bool:
-        return self._streams[user_id] > 0
+        return bool(self.online([user_id]))
 
     def online(self, user_ids: Iterable[str]) -> set[str]:
         return {uid for uid in user_ids if self._streams[uid] > 0}
+
+    async def start(self) -> None:
+        """Background work (none in one process)."""
+
+    async def stop(self) -> None:
+        for handle in self._pending_offline.values():
+            handle.cancel()
 
     async def stream_opened(self, user_id: str) -> None:
         self._streams[user_id] += 1
         pending = self._pending_offline.pop(user_id, None)
         if pending is not None:
             pending.cancel()  # came back within the grace period: never announced offline
-        elif self._streams[user_id] == 1:
+        elif self._streams[user_id] == 1 and await self._first_stream(user_id):
             await self._announce(user_id, True)
 
     def stream_closed(self, user_id: str) -> None:
@@ -40,11 +56,130 @@ class Presence:
             return
         del self._streams[user_id]
         loop = asyncio.get_running_loop()
-        self._pending_offline[user_id] = loop.call_later(self._grace, self._go_offline, user_id)
+        self._pending_offline[user_id] = loop.call_later(self._grace, self._spawn, self._maybe_offline(user_id))
 
-    def _go_offline(self, user_id: str) -> None:
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _maybe_offline(self, user_id: str) -> None:
         self._pending_offline.pop(user_id, None)
-        if self._streams[user_id] == 0:
-            task = asyncio.get_running_loop().create_task(self._announce(user_id, False))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._streams[user_id] == 0 and await self._last_stream(user_id):
+            await self._announce(user_id, False)
+
+    async def _first_stream(self, user_id: str) -> bool:
+        """This process holds its first stream of the person: announce online?"""
+        return True
+
+    async def _last_stream(self, user_id: str) -> bool:
+        """This process closed its last stream of the person: announce offline?"""
+        return True
+
+
+class RedisPresence(Presence):
+    LEASE_SECONDS = 30.0
+    RENEW_SECONDS = 10.0
+
+    def __init__(self, announce: Announce, redis_url: str, grace_seconds: float = 2.0,
+                 prefix: str = "kefu:presence") -> None:
+        super().__init__(announce, grace_seconds)
+        from redis import Redis as SyncRedis
+        from redis.asyncio import Redis
+
+        options = {"socket_connect_timeout": 2, "socket_timeout": 3}
+        self._redis = Redis.from_url(redis_url, **options)
+        self._sync = SyncRedis.from_url(redis_url, **options)  # for page renders in worker threads
+        self._process = uuid.uuid4().hex
+        self._prefix = prefix
+        self._leases = f"{prefix}:leases"  # sorted set of "user|process", scored by expiry
+        self._task: asyncio.Task[None] | None = None
+
+    def _key(self, user_id: str) -> str:
+        return f"{self._prefix}:user:{user_id}"
+
+    def online(self, user_ids: Iterable[str]) -> set[str]:
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return set()
+        local = super().online(ids)
+        try:
+            with self._sync.pipeline(transaction=False) as pipe:
+                for uid in ids:
+                    pipe.hvals(self._key(uid))
+                results = pipe.execute()
+        except Exception:  # Redis away: what this process knows is the best answer
+            return local
+        now = time.time()
+        shared = {uid for uid, expiries in zip(ids, results, strict=True) if any(float(e) > now for e in expiries)}
+        return local | shared
+
+    async def _first_stream(self, user_id: str) -> bool:
+        try:
+            others = await self._live_elsewhere(user_id)
+            await self._renew([user_id])
+        except Exception:
+            log.warning("presence: Redis unavailable; announcing %s from this process only", user_id)
+            return True
+        return not others
+
+    async def _last_stream(self, user_id: str) -> bool:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hdel(self._key(user_id), self._process)
+                pipe.zrem(self._leases, f"{user_id}|{self._process}")
+                await pipe.execute()
+            return not await self._live_elsewhere(user_id)
+        except Exception:
+            return True
+
+    async def _live_elsewhere(self, user_id: str) -> bool:
+        now = time.time()
+        leases = await self._redis.hgetall(self._key(user_id))
+        return any(float(expiry) > now for process, expiry in leases.items() if process.decode() != self._process)
+
+    async def _renew(self, user_ids: list[str]) -> None:
+        expiry = time.time() + self.LEASE_SECONDS
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for uid in user_ids:
+                pipe.hset(self._key(uid), self._process, expiry)
+                pipe.expire(self._key(uid), int(self.LEASE_SECONDS * 4))
+                pipe.zadd(self._leases, {f"{uid}|{self._process}": expiry})
+            await pipe.execute()
+
+    async def sweep(self) -> None:
+        """Leases that ran out belong to processes that died: whoever removes one announces the offline."""
+        now = time.time()
+        for member in await self._redis.zrangebyscore(self._leases, 0, now):
+            if not await self._redis.zrem(self._leases, member):
+                continue  # another process took this one
+            user_id, _, process = member.decode().partition("|")
+            await self._redis.hdel(self._key(user_id), process)
+            if not super().online([user_id]) and not await self._live_elsewhere(user_id):
+                await self._announce(user_id, False)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.RENEW_SECONDS)
+            try:
+                if self._streams:
+                    await self._renew(list(self._streams))
+                await self.sweep()
+            except Exception as error:  # Redis away: try again next round
+                log.debug("presence renewal failed: %s", error)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):  # a clean stop says goodbye; a crash leaves leases to expire
+            for uid in list(self._streams):
+                if await self._last_stream(uid):
+                    await self._announce(uid, False)
+        await self._redis.aclose()
+        self._sync.close()

@@ -80,7 +80,12 @@ class EventStream:
                         except TimeoutError:
                             yield ServerSentEventMessage(event="ping", data="ping", id=self.watermark)
                             continue
-                        event = self._live_event(json.loads(raw))
+                        data = json.loads(raw)
+                        if data.get("t") == "resync":  # the broker was away: catch up from the database
+                            async for event in self._replay():
+                                yield event
+                            continue
+                        event = self._live_event(data)
                         if event is not None:
                             yield event
                 finally:

@@ -19,7 +19,11 @@ def _database_ok(state: State) -> tuple[bool, str]:
 
 @get("/healthz", sync_to_thread=True)
 def healthz(state: State) -> Response:
-    ok, reason = _database_ok(state)
-    broker = "redis" if state.settings.broker_url else "memory"
-    body = {"status": "ok" if ok else "error", "database": reason, "broker": broker}
-    return Response(body, status_code=200 if ok else 503)
+    database_ok, database = _database_ok(state)
+    broker = state.broker
+    body = {
+        "status": "ok" if database_ok and broker.ok else "error",
+        "database": database,
+        "broker": broker.kind if broker.ok else f"{broker.kind} unavailable: {broker.reason}",
+    }
+    return Response(body, status_code=200 if database_ok and broker.ok else 503)
