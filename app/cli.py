@@ -179,5 +179,40 @@ def admin_list() -> None:
         click.echo("no admins")
 
 
+@main.command()
+@click.argument("user_id")
+@click.option("--name", help="display name (default: the stored one)")
+@click.option("--role", type=click.Choice(["buyer", "merchant", "support"]), help="default: the stored one")
+@click.option("--target", help="open the conversation with this person")
+@click.option("--ttl", default=300, show_default=True, type=click.IntRange(1, 30 * 24 * 3600),
+              help="seconds the link stays valid")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+def link(user_id: str, name: str | None, role: str | None, target: str | None, ttl: int, base_url: str) -> None:
+    """Print a signed, expiring /chat?token=… sign-in link for a buyer, merchant or support person."""
+    from urllib.parse import urlencode
+
+    from app.chat.links import LinkIdentity, make_token
+    from app.chat.people import get_user
+
+    settings = _settings()
+    with _database() as session:
+        user = get_user(session, user_id)
+        if user is not None and user.role == "admin":
+            raise click.ClickException("admins sign in at /login, not with a link")
+        name = name or (user.name if user else None)
+        role = role or (user.role if user else None)
+        if not name or not role:
+            raise click.ClickException(f"unknown user {user_id}: give --name and --role to create them")
+        if target and get_user(session, target) is None:
+            raise click.ClickException(f"unknown target {target}")
+    from app.chat.errors import ChatError
+
+    try:
+        token = make_token(settings.secret_key, LinkIdentity(user_id, name, role, target), ttl)
+    except ChatError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{base_url.rstrip('/')}/chat?{urlencode({'token': token})}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

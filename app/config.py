@@ -44,6 +44,8 @@ class Settings:
     var_dir: Path = Path("var")
     debug: bool = False
     sse_ping_seconds: float = 15.0
+    frame_ancestors: str = "'self'"
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -64,6 +66,8 @@ class Settings:
             "var_dir": var_dir,
             "debug": _flag(env.get("KEFU_DEBUG")),
             "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
+            "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",
+            "trusted_proxies": tuple(p.strip() for p in env.get("KEFU_TRUSTED_PROXIES", "").split(",") if p.strip()),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

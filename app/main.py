@@ -10,10 +10,12 @@ from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import ROOT
 from app.config import Settings
@@ -32,6 +34,7 @@ from app.web.files import FilesController
 from app.web.health import healthz
 from app.web.i18n_hook import set_locale
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
+from app.web.security import SecurityHeadersMiddleware
 
 log = logging.getLogger("kefu")
 
@@ -102,6 +105,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment())),
         request_max_body_size=settings.max_upload_mb * 1024 * 1024 + 1024 * 1024,
         csrf_config=CSRFConfig(secret=settings.secret_key, cookie_samesite="lax", cookie_httponly=True),
+        middleware=[
+            DefineMiddleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
+            DefineMiddleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=set_locale,
         on_startup=[start_bus],

@@ -7,6 +7,7 @@ import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.support import ROOT, ServerProcess, open_chat, send, sign_in
 
@@ -21,17 +22,17 @@ def test_b1_and_m1_chat_live_with_unread_counts_and_read_receipts(browser, serve
     send(b1, "你好，请问板蓝根颗粒还有货吗？🙂")
     mine = b1.locator('[data-testid="thread"] [data-testid="message"][data-sender-id="b1"]')
     mine.wait_for()
-    assert b1.locator("textarea[name=body]").input_value() == ""
+    expect(b1.locator("textarea[name=body]")).to_have_value("")  # cleared once the POST is answered
 
     # m1 did not reload: the conversation shows the message and an unread count, and the title the total.
     item = m1.locator('[data-testid="conversation"][data-peer-id="b1"]')
     item.locator('[data-testid="unread"]', has_text="1").wait_for()
     assert "板蓝根颗粒" in item.inner_text()
-    m1.wait_for_function("document.title.startsWith('(1)')")
+    expect(m1).to_have_title(re.compile(r"^\(1\) "))
 
     item.click()
     m1.locator('[data-testid="thread"] [data-testid="message"]', has_text="板蓝根颗粒").wait_for()
-    m1.wait_for_function("!document.title.startsWith('(')")
+    expect(m1).to_have_title(re.compile(r"^[^(]"))
     assert item.locator('[data-testid="unread"]').is_hidden()
     # b1 sees the read receipt live
     b1.locator(".msg-row.mine.is-read", has_text="板蓝根颗粒").wait_for()
@@ -86,7 +87,7 @@ def test_a_new_conversation_appears_in_the_list_live(browser, server: ServerProc
     item = m1.locator(f'[data-testid="conversation"][data-conversation-id="{cid}"]')
     item.locator('[data-testid="unread"]', has_text="1").wait_for()
     assert "第一次来" in item.inner_text()
-    m1.wait_for_function("document.title.startsWith('(1)')")
+    expect(m1).to_have_title(re.compile(r"^\(1\) "))
 
 
 def test_messages_sent_while_the_server_was_down_arrive_after_reconnect(  # type: ignore[no-untyped-def]
@@ -128,8 +129,7 @@ def test_scrolling_up_loads_older_messages_page_by_page(browser, server: ServerP
     assert messages.count() == 30
     for expected in (60, 70):
         b1.locator(".thread-scroll").evaluate("el => el.scrollTop = 0")
-        count = "document.querySelectorAll('[data-testid=thread] [data-testid=message]').length"
-        b1.wait_for_function(f"{count} >= {expected}")
+        expect(messages).to_have_count(expected)
     texts = b1.locator('[data-testid="message"] .msg-bubble').all_inner_texts()
     assert texts == [f"第{n}条" for n in range(1, 71)]
     b1.locator(".thread-start").wait_for()

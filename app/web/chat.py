@@ -14,10 +14,10 @@ from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
+from app.chat import links, quick_replies
 from app.chat import messages as msgs
-from app.chat import quick_replies
 from app.chat.errors import Forbidden, InvalidInput
-from app.chat.people import get_user
+from app.chat.people import get_user, upsert_user
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime.bus import Bus
@@ -103,7 +103,7 @@ class ChatController(Controller):
         if user_id is not None:
             return self._demo_sign_in(request, state, db, user_id, target)
         if token is not None:
-            raise public_error(PermissionDeniedException, _("登录链接无效或已过期。"))
+            return self._link_sign_in(request, state, db, token, target)
         me = current_person(request, db)
         open_cid = None
         if target:
@@ -119,6 +119,28 @@ class ChatController(Controller):
             open_cid = conversation.id
         return Template("chat.html", context=page_context(request, db, me, open_cid))
 
+    def _link_sign_in(self, request: Request, state: State, db: Db, token: str, target: str | None) -> Response:
+        """A signed link from `kefu link` or the marketplace: creates or updates the person, then drops the
+        token from the address bar."""
+        try:
+            identity = links.read_token(state.settings.secret_key, token)
+            existing = get_user(db, identity.user_id)
+            if existing is not None and existing.role == "admin":
+                raise Forbidden("admin")
+        except Forbidden as error:
+            raise public_error(PermissionDeniedException, _("登录链接无效或已过期。")) from error
+        upsert_user(db, identity.user_id, identity.name, identity.role)
+        db.commit()
+        return self._signed_in(request, identity.user_id, target or identity.target)
+
+    def _signed_in(self, request: Request, user_id: str, target: str | None) -> Response:
+        session = read_session(request).with_person(user_id)
+        query = {"target": target} if target else {}
+        if len(session.people) > 1:
+            query["as"] = user_id
+        response = Redirect("/chat", query_params=query, status_code=303)
+        return set_session(response, request, session)
+
     def _demo_sign_in(self, request: Request, state: State, db: Db, user_id: str,
                       target: str | None) -> Response:
         if not state.settings.demo:
@@ -126,12 +148,7 @@ class ChatController(Controller):
         person = get_user(db, user_id)
         if person is None or person.role == "admin":
             raise public_error(NotFoundException, _("没有这个演示用户：{user_id}").format(user_id=user_id))
-        session = read_session(request).with_person(person.id)
-        query = {"target": target} if target else {}
-        if len(session.people) > 1:
-            query["as"] = person.id
-        response = Redirect("/chat", query_params=query, status_code=303)
-        return set_session(response, request, session)
+        return self._signed_in(request, person.id, target)
 
     @get("/c/{cid:str}", sync_to_thread=True)
     def conversation_page(self, request: Request, db: Db, cid: PathId) -> Response:

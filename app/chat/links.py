@@ -1,0 +1,77 @@
+"""Signed, expiring sign-in links for marketplaces: `kefu link`, the API, or the marketplace's own code.
+
+A token is itsdangerous' URLSafeTimedSerializer(secret_key, salt="kefu-link") over
+{"u": user id, "n": name, "r": role, "ttl": seconds[, "t": target user id]}; it is valid for `ttl` seconds
+after it was signed (at most 30 days). Admin roles are never accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from app.chat.errors import Forbidden, InvalidInput
+from app.chat.people import CHAT_ROLES, MAX_NAME_LENGTH, valid_user_id
+from app.i18n import gettext as _
+
+SALT = "kefu-link"
+DEFAULT_TTL = 300
+MAX_TTL = 30 * 24 * 3600
+MAX_TOKEN_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class LinkIdentity:
+    user_id: str
+    name: str
+    role: str
+    target: str | None = None
+
+
+def _serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=SALT)
+
+
+def make_token(secret_key: str, identity: LinkIdentity, ttl: int = DEFAULT_TTL) -> str:
+    if not valid_user_id(identity.user_id) or (identity.target and not valid_user_id(identity.target)):
+        raise InvalidInput(_("用户 ID 无效。"))
+    if identity.role not in CHAT_ROLES:
+        raise InvalidInput(_("角色必须是 buyer、merchant 或 support。"))
+    if not 0 < len(identity.name.strip()) <= MAX_NAME_LENGTH:
+        raise InvalidInput(_("名称必须是 1–100 个字符。"))
+    if not 0 < ttl <= MAX_TTL:
+        raise InvalidInput(_("有效期必须在 1 秒到 30 天之间。"))
+    payload: dict[str, Any] = {"u": identity.user_id, "n": identity.name.strip(), "r": identity.role, "ttl": ttl}
+    if identity.target:
+        payload["t"] = identity.target
+    return _serializer(secret_key).dumps(payload)
+
+
+def read_token(secret_key: str, token: str, now: float | None = None) -> LinkIdentity:
+    """The identity in a valid token; Forbidden when it is forged, expired, malformed or for an admin."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise Forbidden("token too long")
+    try:
+        payload, signed_at = _serializer(secret_key).loads(token, return_timestamp=True)
+    except BadSignature as error:
+        raise Forbidden("bad signature") from error
+    if not isinstance(payload, dict):
+        raise Forbidden("bad payload")
+    ttl = payload.get("ttl")
+    user_id, name, role, target = payload.get("u"), payload.get("n"), payload.get("r"), payload.get("t")
+    if not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL:
+        raise Forbidden("bad ttl")
+    if (now or time.time()) - signed_at.timestamp() > ttl:
+        raise Forbidden("expired")
+    if not isinstance(user_id, str) or not valid_user_id(user_id):
+        raise Forbidden("bad user id")
+    if role not in CHAT_ROLES:  # never an admin
+        raise Forbidden("role not allowed")
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_NAME_LENGTH:
+        raise Forbidden("bad name")
+    if target is not None and (not isinstance(target, str) or not valid_user_id(target)):
+        raise Forbidden("bad target")
+    return LinkIdentity(user_id=user_id, name=name.strip(), role=role, target=target)
