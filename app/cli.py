@@ -11,6 +11,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.chat import audit
 from app.config import Settings
 
 log = logging.getLogger("kefu")
@@ -128,6 +129,7 @@ def admin_create(user_id: str, username: str, password: str) -> None:
 
     with _database() as session:
         create_admin(session, user_id, username, password)
+        audit.record(session, "admin.created", user_id, "cli", f"username={username}")
     click.echo(f"created admin {user_id} ({username})")
 
 
@@ -140,6 +142,7 @@ def admin_passwd(user_id: str, new_password: str) -> None:
 
     with _database() as session:
         change_password(session, user_id, new_password)
+        audit.record(session, "admin.password_changed", user_id, "cli")
     click.echo(f"password of {user_id} changed; existing sessions ended")
 
 
@@ -151,6 +154,7 @@ def admin_disable(user_id: str) -> None:
 
     with _database() as session:
         set_disabled(session, user_id, True)
+        audit.record(session, "admin.disabled", user_id, "cli")
     click.echo(f"admin {user_id} disabled")
 
 
@@ -162,6 +166,7 @@ def admin_enable(user_id: str) -> None:
 
     with _database() as session:
         set_disabled(session, user_id, False)
+        audit.record(session, "admin.enabled", user_id, "cli")
     click.echo(f"admin {user_id} enabled")
 
 

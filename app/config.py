@@ -46,6 +46,9 @@ class Settings:
     sse_ping_seconds: float = 15.0
     frame_ancestors: str = "'self'"
     trusted_proxies: tuple[str, ...] = ()
+    message_limit: tuple[int, float] = (30, 10.0)  # messages per person per seconds
+    upload_limit: tuple[int, float] = (10, 60.0)
+    streams_per_person: int = 20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -22,7 +22,9 @@ from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.realtime.broker import BrokerStatus
 from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
+from app.realtime.limits import RateLimiter, RedisRateLimiter
 from app.realtime.presence import Announce, Presence, RedisPresence
+from app.realtime.stream import StreamRegistry
 from app.templating import environment
 from app.web.admin import AdminController
 from app.web.auth import AuthController
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "bus": bus,
             "presence": make_presence(settings, announce),
             "broker": broker,
+            "streams": StreamRegistry(settings.streams_per_person),
+            "limiter": RedisRateLimiter(settings.broker_url) if settings.broker_url else RateLimiter(),
         }
     )
 

@@ -145,11 +145,13 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def _make_thumbnail(path: Path, target: Path) -> tuple[int, int]:
+    """Saved in the format its name says (.png or .jpg), since the name decides the type it is served as."""
+    as_png = target.suffix == ".png"
     with Image.open(path) as image:
         image.seek(0)
-        frame = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        frame = image.convert("RGBA" if as_png else "RGB")
         frame.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        if frame.mode == "RGBA":
+        if as_png:
             frame.save(target, "PNG", optimize=True)
         else:
             frame.save(target, "JPEG", quality=82)

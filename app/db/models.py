@@ -167,3 +167,17 @@ class QuickReply(Base):
     body: Mapped[str] = mapped_column(String(500))
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Admin sign-ins, failed sign-ins, admin account changes and link sign-ins, newest last."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action", "action", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    action: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))  # a user id, or the username someone tried
+    client: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[str] = mapped_column(String(500), default="")

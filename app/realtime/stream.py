@@ -8,8 +8,10 @@ highest message id this stream has delivered, so a reconnect resumes exactly whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -31,6 +33,31 @@ RETRY_MS = 2000
 RenderMessage = Callable[[Message, object], str]
 
 
+CLOSE = b'{"t": "close"}'
+
+
+class StreamRegistry:
+    """The open streams of each person in this process; past the limit, the oldest one is closed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._streams: dict[str, deque[asyncio.Queue[bytes]]] = defaultdict(deque)
+
+    def add(self, user_id: str, queue: asyncio.Queue[bytes]) -> None:
+        streams = self._streams[user_id]
+        streams.append(queue)
+        while len(streams) > self.limit:
+            streams.popleft().put_nowait(CLOSE)
+
+    def remove(self, user_id: str, queue: asyncio.Queue[bytes]) -> None:
+        streams = self._streams.get(user_id)
+        if streams is not None:
+            with contextlib.suppress(ValueError):
+                streams.remove(queue)
+            if not streams:
+                del self._streams[user_id]
+
+
 @dataclass(frozen=True)
 class Viewer:
     user_id: str
@@ -50,6 +77,7 @@ class EventStream:
         sessions: sessionmaker[Session],
         render_message: RenderMessage,
         ping_seconds: float = 15.0,
+        registry: StreamRegistry | None = None,
     ) -> None:
         self.viewer = viewer
         self.resume_from = last_event_id  # the client had everything up to here
@@ -60,10 +88,12 @@ class EventStream:
         self._sessions = sessions
         self._render = render_message
         self._ping = ping_seconds
+        self._registry = registry or StreamRegistry(limit=1_000_000)
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEventMessage]:
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         subscriber = await self._channels.subscribe(self.viewer.channels())
+        self._registry.add(self.viewer.user_id, queue)
         try:
             async with subscriber.run_in_background(queue.put, join=False):
                 if not self.viewer.is_admin:
@@ -81,6 +111,9 @@ class EventStream:
                             yield ServerSentEventMessage(event="ping", data="ping", id=self.watermark)
                             continue
                         data = json.loads(raw)
+                        if data.get("t") == "close":  # too many streams: this, the oldest, gives way
+                            yield ServerSentEventMessage(event="closed", data="too-many-streams", id=self.watermark)
+                            return
                         if data.get("t") == "resync":  # the broker was away: catch up from the database
                             async for event in self._replay():
                                 yield event
@@ -92,6 +125,7 @@ class EventStream:
                     if not self.viewer.is_admin:
                         self._presence.stream_closed(self.viewer.user_id)
         finally:
+            self._registry.remove(self.viewer.user_id, queue)
             await self._channels.unsubscribe(subscriber)
 
     async def _replay(self) -> AsyncIterator[ServerSentEventMessage]:

@@ -12,8 +12,8 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
+from app.chat import audit, stats
 from app.chat import messages as msgs
-from app.chat import stats
 from app.chat.conversations import ListCursor, get_conversation
 from app.chat.errors import InvalidInput
 from app.chat.monitor import MonitorFilter, MonitorRow, list_all_conversations, monitor_row
@@ -132,6 +132,16 @@ class AdminController(Controller):
             "days": stats.DAYS,
         }
         return Template("admin_stats.html", context=context)
+
+    @get("/audit", sync_to_thread=True)
+    def audit_page(self, request: Request, db: Db, before: QueryValue = None, action: QueryValue = None) -> Template:
+        admin = require_admin(request, db)
+        chosen = action if action in audit.ACTIONS else None
+        rows, next_before = audit.entries(db, parse_id(before) if before else None, chosen)
+        next_url = "/admin/audit?" + urlencode({k: v for k, v in (("action", chosen), ("before", next_before)) if v})
+        context = {"admin": admin, "entries": rows, "actions": audit.ACTIONS, "action": chosen,
+                   "next_url": next_url if next_before else None}
+        return Template("admin_audit.html", context=context)
 
     def _list_context(self, request: Request, rows: list[MonitorRow], cursor: ListCursor | None,
                       filters: MonitorFilter) -> dict[str, Any]:

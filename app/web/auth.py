@@ -11,6 +11,7 @@ from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
+from app.chat import audit
 from app.chat.admins import Throttled, authenticate
 from app.i18n import gettext as _
 from app.templating import render
@@ -61,9 +62,13 @@ class AuthController(Controller):
             account = authenticate(db, username, password, client)
         except Throttled as throttled:
             db.rollback()
+            audit.record(db, "admin.sign_in_throttled", username, client)
+            db.commit()
             minutes = max(1, round(throttled.retry_after / 60))
             error = _("登录失败次数过多，请 {minutes} 分钟后再试。").format(minutes=minutes)
             return login_form(request, 429, error, username, next_url, {"Retry-After": str(throttled.retry_after)})
+        audit.record(db, "admin.sign_in" if account else "admin.sign_in_failed",
+                     account.user_id if account else username, client, "remember" if remember and account else "")
         db.commit()
         if account is None:
             return login_form(request, 401, _("用户名或密码错误。"), username, next_url)

@@ -13,22 +13,26 @@ from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
+from app.chat import audit, links, quick_replies
 from app.chat import conversations as convs
-from app.chat import links, quick_replies
 from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_user, upsert_user
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime.bus import Bus
-from app.templating import render, render_message
+from app.templating import render_message
 from app.web.deps import current_person, parse_id
-from app.web.errors import public_error
+from app.web.errors import composer_error, public_error, rate_limited
 from app.web.identity import needs_as, read_session, set_session
 
 QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
 Db = NamedDependency[Session]
 PathId = FromPath[str]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 def is_htmx(request: Request) -> bool:
@@ -128,8 +132,11 @@ class ChatController(Controller):
             if existing is not None and existing.role == "admin":
                 raise Forbidden("admin")
         except Forbidden as error:
+            audit.record(db, "link.refused", "?", client_address(request), str(error))
+            db.commit()
             raise public_error(PermissionDeniedException, _("登录链接无效或已过期。")) from error
         upsert_user(db, identity.user_id, identity.name, identity.role)
+        audit.record(db, "link.sign_in", identity.user_id, client_address(request), f"role={identity.role}")
         db.commit()
         return self._signed_in(request, identity.user_id, target or identity.target)
 
@@ -195,12 +202,13 @@ class ChatController(Controller):
         conversation_id = parse_id(cid)
         conversation = convs.get_conversation(db, conversation_id)
         convs.get_membership(db, conversation_id, me.id)
+        if (refused := rate_limited(state, "message", me.id)) is not None:
+            return refused
         try:
             message = msgs.send_message(db, conversation_id, me.id, data.get("body"))
         except InvalidInput as error:
             db.rollback()
-            body = render_composer_error(str(error))
-            return Response(body, status_code=422, media_type=MediaType.HTML)
+            return composer_error(str(error), 422)
         db.commit()
         html = render_message(message, me)
         state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
@@ -247,7 +255,3 @@ class ChatController(Controller):
             "acting_as": me.id if needs_as(request) else None,
         }
         return Template("_conversation_page.html", context=context)
-
-
-def render_composer_error(text: str) -> str:
-    return render("_composer_error.html", text=text)

@@ -61,6 +61,7 @@ async def events(request: Request, state: State) -> ServerSentEvent:
         sessions=state.sessions,
         render_message=render_message,
         ping_seconds=state.settings.sse_ping_seconds,
+        registry=state.streams,
     )
     return ServerSentEvent(
         stream,

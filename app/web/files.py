@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import MediaType, RequestEncodingType
-from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import Body, FromPath
 from litestar.response import File
 from sqlalchemy import select
@@ -20,8 +20,9 @@ from app.chat.errors import InvalidInput
 from app.chat.files import TooLarge, UnsupportedType, save_upload
 from app.db.models import Attachment, Member, Message
 from app.i18n import gettext as _
-from app.templating import render, render_message
+from app.templating import render_message
 from app.web.deps import current_admin, current_person, parse_id
+from app.web.errors import composer_error, rate_limited
 from app.web.i18n_hook import set_locale
 from app.web.identity import read_session
 
@@ -49,10 +50,6 @@ def raise_too_large(state: State) -> None:
     raise HTTPException(status_code=413, detail=text, extra={"public": True})
 
 
-def composer_error(text: str, status: int) -> Response:
-    return Response(render("_composer_error.html", text=text), status_code=status, media_type=MediaType.HTML)
-
-
 class FilesController(Controller):
     path = "/"
 
@@ -69,6 +66,8 @@ class FilesController(Controller):
         conversation_id = parse_id(cid)
         conversation = convs.get_conversation(db, conversation_id)
         convs.get_membership(db, conversation_id, me.id)
+        if (refused := rate_limited(state, "upload", me.id)) is not None:
+            return refused
         upload = data.get("file") if isinstance(data, dict) else None
         if not isinstance(upload, UploadFile):
             return composer_error(_("请选择要发送的文件。"), 422)
@@ -103,6 +102,8 @@ class FilesController(Controller):
         if attachment is None or message is None:
             raise NotFoundException()
         if not may_see(request, db, message.conversation_id):
+            if not read_session(request).people:
+                raise NotAuthorizedException()  # no one signed in: 401, as everywhere else
             raise PermissionDeniedException()
         relative = attachment.thumbnail_path if thumbnail and attachment.thumbnail_path else attachment.stored_path
         root = Path(state.settings.upload_dir).resolve()
@@ -110,7 +111,7 @@ class FilesController(Controller):
         if root not in path.parents or not path.is_file():
             raise NotFoundException()
         is_image = message.kind == "image"
-        media_type = attachment.content_type
+        media_type = attachment.content_type.split(";")[0]  # Litestar adds "; charset=utf-8" to text/* itself
         if thumbnail and attachment.thumbnail_path:
             media_type = "image/png" if relative.endswith(".png") else "image/jpeg"
         return File(

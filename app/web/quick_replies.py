@@ -19,6 +19,7 @@ from app.chat.errors import InvalidInput
 from app.db.models import User
 from app.templating import render_message
 from app.web.deps import current_person, parse_id
+from app.web.errors import rate_limited
 
 Db = NamedDependency[Session]
 PathId = FromPath[str]
@@ -91,6 +92,8 @@ class SendQuickReplyController(Controller):
         conversation = convs.get_conversation(db, conversation_id)
         convs.get_membership(db, conversation_id, me.id)
         reply = replies.get_own(db, me, parse_id(rid))
+        if (refused := rate_limited(state, "message", me.id)) is not None:
+            return refused
         message = msgs.send_message(db, conversation_id, me.id, reply.body)
         db.commit()
         html = render_message(message, me)

@@ -269,6 +269,12 @@
     source.addEventListener("message", (e) => { lastSignal = Date.now(); onMessageEvent(e); });
     source.addEventListener("read", (e) => { lastSignal = Date.now(); applyRead(JSON.parse(e.data)); });
     source.addEventListener("ping", () => { lastSignal = Date.now(); });
+    source.addEventListener("closed", () => {
+      // too many tabs open: the newest ones stay live; this one stops instead of fighting them
+      source.close();
+      source = null;
+      conn()?.setAttribute("data-state", "closed");
+    });
     source.addEventListener("presence", (e) => { lastSignal = Date.now(); applyPresence(JSON.parse(e.data)); });
   }
   function reconnectSoon() {
@@ -280,7 +286,7 @@
   setInterval(() => {
     if (source && source.readyState === EventSource.OPEN && Date.now() - lastSignal > 45000) reconnectSoon();
   }, 5000);
-  window.addEventListener("online", () => { if (!source || source.readyState !== EventSource.OPEN) reconnectSoon(); });
+  window.addEventListener("online", () => { if (source && source.readyState !== EventSource.OPEN) reconnectSoon(); });
   function refreshList() {
     const list = listEl();
     if (!list) return;

@@ -1,0 +1,41 @@
+"""The audit log: who signed in (or tried), and every change to admin accounts."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import AuditEntry
+
+ACTIONS = (
+    "admin.sign_in",
+    "admin.sign_in_failed",
+    "admin.sign_in_throttled",
+    "admin.created",
+    "admin.password_changed",
+    "admin.disabled",
+    "admin.enabled",
+    "link.sign_in",
+    "link.refused",
+)
+PAGE_SIZE = 50
+
+
+def record(session: Session, action: str, actor: str, client: str = "", detail: str = "") -> None:
+    assert action in ACTIONS, action
+    session.add(AuditEntry(action=action, actor=actor[:200], client=client[:100], detail=detail[:500]))
+    session.flush()
+
+
+def entries(session: Session, before: int | None = None, action: str | None = None,
+            limit: int = PAGE_SIZE) -> tuple[list[AuditEntry], int | None]:
+    """A page of entries, newest first, and the id to continue before (None at the end)."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
