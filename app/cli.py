@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.chat import audit
@@ -72,10 +72,16 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations (up to REVISION, default head)."""
+    from alembic.util.exc import CommandError
+
     from app.db.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url, revision)
+    with _clear_errors():
+        try:
+            upgrade(settings.database_url, revision)
+        except CommandError as error:
+            raise click.ClickException(f"migration error: {error}") from error
     click.echo(f"database is at {revision}")
 
 
@@ -96,22 +102,33 @@ def demo_seed(load_users: int) -> None:
 
 
 @contextmanager
-def _database() -> Iterator[Session]:
-    """A committed-on-success session; domain errors become one clear line and exit status 1."""
+def _clear_errors() -> Iterator[None]:
+    """Domain and database errors become one clear line and exit status 1, never a traceback."""
     from app.chat.errors import ChatError
-    from app.db.engine import make_engine, make_sessionmaker, session_scope
 
-    engine = make_engine(_settings().database_url)
     try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            yield session
+        yield
     except ChatError as error:
         raise click.ClickException(str(error)) from error
     except SQLAlchemyError as error:
         cause = getattr(error, "orig", None) or error
         raise click.ClickException(f"database error: {type(error).__name__}: {cause}") from error
-    finally:
-        engine.dispose()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise click.ClickException(f"bad KEFU_DATABASE_URL: {error}") from error
+
+
+@contextmanager
+def _database() -> Iterator[Session]:
+    """A committed-on-success session, with errors made clear."""
+    from app.db.engine import make_engine, make_sessionmaker, session_scope
+
+    with _clear_errors():
+        engine = make_engine(_settings().database_url)
+        try:
+            with session_scope(make_sessionmaker(engine)) as session:
+                yield session
+        finally:
+            engine.dispose()
 
 
 @main.group()

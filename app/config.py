@@ -69,6 +69,7 @@ class Settings:
             "var_dir": var_dir,
             "debug": _flag(env.get("KEFU_DEBUG")),
             "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
+            "streams_per_person": int(env.get("KEFU_STREAMS_PER_PERSON", "20") or 20),
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",
             "trusted_proxies": tuple(p.strip() for p in env.get("KEFU_TRUSTED_PROXIES", "").split(",") if p.strip()),
         }

@@ -97,6 +97,8 @@ class FilesController(Controller):
         return self._send(request, state, db, parse_id(mid), thumbnail=True)
 
     def _send(self, request: Request, state: State, db: Session, message_id: int, thumbnail: bool) -> File:
+        if not read_session(request).people and current_admin(request, db) is None:
+            raise NotAuthorizedException()  # who asks comes first: nothing is told to strangers
         attachment = db.get(Attachment, message_id)
         message = db.get(Message, message_id)
         if attachment is None or message is None:

@@ -38,7 +38,10 @@ class SessionData:
     def from_json(cls, data: Any) -> SessionData:
         if not isinstance(data, dict):
             return cls()
-        people = tuple(p for p in data.get("p", []) if isinstance(p, str) and valid_user_id(p))
+        raw = data.get("p")
+        if not isinstance(raw, list):
+            return cls()
+        people = tuple(p for p in raw if isinstance(p, str) and valid_user_id(p))
         return cls(people=people[-MAX_PEOPLE:])
 
 

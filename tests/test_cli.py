@@ -1,0 +1,269 @@
+"""Setting up with the `kefu` command, and the schema's migrations on SQLite and MariaDB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from alembic.script import ScriptDirectory
+from litestar.testing import TestClient
+from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import Session
+
+from app.chat import conversations as convs
+from app.chat import messages as msgs
+from app.chat.people import get_user, upsert_user
+from app.db.engine import make_engine, make_sessionmaker
+from app.db.migrate import alembic_config, downgrade, upgrade
+from app.db.models import Message, User
+from tests.dom import parse
+from tests.support import TEST_SECRET, sign_in
+
+ROOT = Path(__file__).resolve().parent.parent
+KEFU = Path(sys.executable).parent / "kefu"
+CORE_TABLES = {"users", "conversations", "conversation_members", "messages"}
+# The people of the contract (§4), written out here rather than taken from the code under test.
+CONTRACT_PEOPLE = {
+    "b1": ("保安堂药房", "buyer"),
+    "b2": ("异世界药局", "buyer"),
+    "m1": ("保和堂医药集团", "merchant"),
+    "m2": ("阿纳斯蒂制药", "merchant"),
+    "m3": ("梅迪西斯制药", "merchant"),
+    "p1": ("官方客服", "support"),
+}
+NAME = "🧧保和堂😀药房𠀀"  # emoji and a character outside the Basic Multilingual Plane: 4 bytes in UTF-8
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Kefu:
+    """Runs the installed `kefu` command as a person would, on a fresh SQLite file, from a clean directory."""
+
+    tmp_path: Path
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.tmp_path / 'var' / 'kefu.db'}"
+
+    def __call__(self, *args: str, **env: str) -> Result:
+        command = [str(KEFU)] if KEFU.exists() else [sys.executable, "-m", "app.cli"]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+        environment |= {"KEFU_DATABASE_URL": self.database_url, "KEFU_VAR_DIR": str(self.tmp_path / "var"),
+                        "KEFU_SECRET_KEY": TEST_SECRET} | env
+        work = self.tmp_path / "work"  # not the repository: a developer's .env there must not count
+        work.mkdir(exist_ok=True)
+        done = subprocess.run([*command, *args], cwd=work, env=environment, capture_output=True, text=True,
+                              timeout=60, check=False)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def kefu(tmp_path: Path) -> Kefu:
+    return Kefu(tmp_path)
+
+
+def people_in(database_url: str) -> dict[str, tuple[str, str]]:
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return {user.id: (user.name, user.role) for user in session.scalars(select(User))}
+    finally:
+        engine.dispose()
+
+
+def tables_in(database_url: str) -> set[str]:
+    engine = make_engine(database_url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def revision_of(database_url: str) -> str | None:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if "alembic_version" not in inspect(connection).get_table_names():
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+
+def head() -> str:
+    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert revision
+    return revision
+
+
+def assert_one_line_error(result: Result, *words: str) -> None:
+    """Non-zero status, no traceback, and exactly one line that says what is wrong."""
+    assert result.code != 0, result
+    output = result.out + result.err
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def test_db_upgrade_creates_the_schema(kefu: Kefu) -> None:
+    result = kefu("db", "upgrade")
+    assert result.code == 0, result
+    assert "Traceback" not in result.err
+    assert tables_in(kefu.database_url) >= CORE_TABLES
+    assert revision_of(kefu.database_url) == head()
+    again = kefu("db", "upgrade")  # already up to date: nothing to do, still fine
+    assert again.code == 0, again
+    assert revision_of(kefu.database_url) == head()
+
+
+def test_demo_seed_is_idempotent_and_writes_the_contracts_people(kefu: Kefu) -> None:
+    assert kefu("db", "upgrade").code == 0
+    first = kefu("demo", "seed")
+    assert first.code == 0, first
+    assert people_in(kefu.database_url) == CONTRACT_PEOPLE
+
+    engine = make_engine(kefu.database_url)
+    with make_sessionmaker(engine)() as session:
+        b1, m1 = get_user(session, "b1"), get_user(session, "m1")
+        assert b1 is not None and m1 is not None
+        cid = convs.get_or_create_conversation(session, b1, m1).id
+        msgs.send_message(session, cid, "b1", "重新播种后还在吗？")
+        session.commit()
+
+    second = kefu("demo", "seed")
+    assert second.code == 0, second
+    assert people_in(kefu.database_url) == CONTRACT_PEOPLE
+    with make_sessionmaker(engine)() as session:
+        assert [m.body for m in session.scalars(select(Message))] == ["重新播种后还在吗？"]  # nothing lost
+    engine.dispose()
+
+
+def test_demo_seed_with_load_users_adds_buyers_and_merchants(kefu: Kefu) -> None:
+    assert kefu("db", "upgrade").code == 0
+    for _ in range(2):
+        result = kefu("demo", "seed", "--load-users", "5")
+        assert result.code == 0, result
+    people = people_in(kefu.database_url)
+    assert len(people) == 6 + 10
+    for n in range(1, 6):
+        assert people[f"lb{n}"][1] == "buyer"
+        assert people[f"lm{n}"][1] == "merchant"
+        assert people[f"lb{n}"][0] and people[f"lm{n}"][0]
+    assert "lb6" not in people and "lm6" not in people and "lb0" not in people
+    assert {uid: people[uid] for uid in CONTRACT_PEOPLE} == CONTRACT_PEOPLE
+
+
+def test_bad_input_is_one_clear_line_and_a_non_zero_status(kefu: Kefu) -> None:
+    assert kefu("db", "upgrade").code == 0
+    for args, word in [
+        (("demo", "seed", "--load-users", "-1"), "--load-users"),
+        (("demo", "seed", "--load-users", "abc"), "--load-users"),
+        (("demo", "seed", "--bogus"), "--bogus"),
+        (("demo", "sow"), "sow"),
+        (("frobnicate",), "frobnicate"),
+    ]:
+        assert_one_line_error(kefu(*args), word)
+    assert people_in(kefu.database_url) == {}  # nothing was seeded
+
+
+def test_seeding_before_the_schema_exists_says_so_in_one_line(kefu: Kefu) -> None:
+    assert_one_line_error(kefu("demo", "seed"), "users")
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("db", "upgrade"), {"KEFU_DATABASE_URL": "nonsense://"}),
+        (("db", "upgrade"), {"KEFU_DATABASE_URL": "mysql+pymysql://root@127.0.0.1:1/kefu"}),
+        (("db", "upgrade", "no-such-revision"), {}),
+        (("demo", "seed"), {"KEFU_DATABASE_URL": "nonsense://"}),
+    ],
+    ids=["upgrade-bad-url", "upgrade-unreachable", "upgrade-unknown-revision", "seed-bad-url"],
+)
+def test_a_bad_database_setting_is_one_clear_line(kefu: Kefu, args: tuple[str, ...], env: dict[str, str]) -> None:
+    assert_one_line_error(kefu(*args, **env))
+
+
+def test_migrations_go_down_to_nothing_and_up_again(database_url: str) -> None:
+    """Every revision's downgrade works, and the schema comes back whole (on SQLite, then MariaDB)."""
+    try:
+        upgrade(database_url)  # already at head: a no-op
+        assert revision_of(database_url) == head()
+        downgrade(database_url, "base")
+        assert not (CORE_TABLES & tables_in(database_url))
+        assert revision_of(database_url) is None
+        upgrade(database_url)
+        assert tables_in(database_url) >= CORE_TABLES
+        assert revision_of(database_url) == head()
+
+        engine = make_engine(database_url)
+        with make_sessionmaker(engine)() as session:
+            upsert_user(session, "b1", "保安堂药房", "buyer")
+            upsert_user(session, "m1", "保和堂医药集团", "merchant")
+            b1, m1 = get_user(session, "b1"), get_user(session, "m1")
+            assert b1 is not None and m1 is not None
+            cid = convs.get_or_create_conversation(session, b1, m1).id
+            msgs.send_message(session, cid, "m1", "迁移之后也能聊")
+            session.commit()
+            last = convs.list_conversations(session, "b1")[0][0].last_message
+            assert last is not None and last.body == "迁移之后也能聊"
+        engine.dispose()
+    finally:
+        upgrade(database_url)  # leave the schema for the tests that follow, whatever happened
+
+
+def test_a_name_with_emoji_and_chinese_round_trips(db: Session, database_url: str, app_client: TestClient) -> None:
+    upsert_user(db, "emoji1", NAME, "buyer")
+    db.commit()
+    body = "订单🧾已发货🚚，请查收📦 𠀀𪚥"
+    token = sign_in(app_client, "emoji1", target="m1")
+    cid = parse(app_client.get("/chat", params={"target": "m1"}).text).one(testid="thread").get("data-conversation-id")
+    sent = app_client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
+    assert sent.status_code == 201
+
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as fresh:  # a new connection: what is stored, not what is cached
+        stored = fresh.get(User, "emoji1")
+        assert stored is not None and stored.name == NAME
+        assert [m.body for m in fresh.scalars(select(Message))] == [body]
+    engine.dispose()
+
+    page = parse(app_client.get(f"/chat/c/{cid}").text)
+    assert page.one(tag="h1").text() == NAME
+    assert page.one(testid="message").one(cls="msg-bubble").text() == body
+
+    app_client.cookies.clear()
+    sign_in(app_client, "m1")
+    item = parse(app_client.get("/chat").text).one(testid="conversation", data_peer_id="emoji1")
+    assert item.one(cls="conv-name").text() == NAME
+    assert item.one(cls="conv-preview").text() == body
+
+
+@pytest.mark.mysql
+def test_mariadb_text_columns_are_utf8mb4(mysql_database: str) -> None:
+    engine = make_engine(mysql_database)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT table_name, column_name, character_set_name FROM information_schema.columns "
+                    "WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL"
+                )
+            ).all()
+            assert {(table, column) for table, column, _ in rows} >= {("users", "name"), ("messages", "body")}
+            assert {charset for _, _, charset in rows} == {"utf8mb4"}
+            assert connection.execute(text("SELECT @@character_set_client")).scalar() == "utf8mb4"
+    finally:
+        engine.dispose()
