@@ -236,5 +236,101 @@ def link(user_id: str, name: str | None, role: str | None, target: str | None, t
     click.echo(f"{base_url.rstrip('/')}/chat?{urlencode({'token': token})}")
 
 
+@main.group()
+def apikey() -> None:
+    """API keys for the marketplace's backend (/api/v1)."""
+
+
+@apikey.command("create")
+@click.argument("name")
+def apikey_create(name: str) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from app.chat.api_keys import create_key
+
+    with _database() as session:
+        _record, key = create_key(session, name)
+    click.echo(key)
+
+
+@apikey.command("list")
+def apikey_list() -> None:
+    """List keys by name (never the keys themselves)."""
+    from app.chat.api_keys import list_keys
+
+    with _database() as session:
+        keys = list_keys(session)
+        for record in keys:
+            state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
+            click.echo(f"{record.name}\t{record.prefix}…\t{state}\tcreated {record.created_at:%Y-%m-%d}")
+    if not keys:
+        click.echo("no API keys")
+
+
+@apikey.command("revoke")
+@click.argument("name")
+def apikey_revoke(name: str) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from app.chat.api_keys import revoke_key
+
+    with _database() as session:
+        revoke_key(session, name)
+    click.echo(f"API key {name} revoked")
+
+
+@main.group()
+def webhook() -> None:
+    """Webhooks: Kefu POSTs signed JSON events to the marketplace."""
+
+
+@webhook.command("add")
+@click.argument("url")
+@click.option("--events", default="message.created,conversation.created", show_default=True)
+def webhook_add(url: str, events: str) -> None:
+    """Add a webhook; prints its id and its signing secret (X-Kefu-Signature is HMAC-SHA256 with it)."""
+    from app.chat.webhooks import add_webhook
+
+    with _database() as session:
+        hook = add_webhook(session, url, [e.strip() for e in events.split(",") if e.strip()])
+        click.echo(f"webhook {hook.id}: {hook.url} [{hook.events}]")
+        click.echo(f"secret: {hook.secret}")
+
+
+@webhook.command("list")
+def webhook_list() -> None:
+    from app.chat.webhooks import list_webhooks
+
+    with _database() as session:
+        hooks = list_webhooks(session)
+        for hook in hooks:
+            click.echo(f"{hook.id}\t{hook.url}\t{hook.events}")
+    if not hooks:
+        click.echo("no webhooks")
+
+
+@webhook.command("remove")
+@click.argument("webhook_id", type=int)
+def webhook_remove(webhook_id: int) -> None:
+    from app.chat.webhooks import remove_webhook
+
+    with _database() as session:
+        remove_webhook(session, webhook_id)
+    click.echo(f"webhook {webhook_id} removed")
+
+
+@webhook.command("deliveries")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def webhook_deliveries(limit: int) -> None:
+    """The latest deliveries: status, attempts and the last answer."""
+    from app.chat.webhooks import recent_deliveries
+
+    with _database() as session:
+        rows = recent_deliveries(session, limit)
+        for d in rows:
+            click.echo(f"{d.id}\twebhook {d.webhook_id}\t{d.event}\t{d.status}\tattempts={d.attempts}\t"
+                       f"last={d.last_status_code or '-'}\t{d.last_error[:80]}")
+    if not rows:
+        click.echo("no deliveries")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,6 +49,8 @@ class Settings:
     message_limit: tuple[int, float] = (30, 10.0)  # messages per person per seconds
     upload_limit: tuple[int, float] = (10, 60.0)
     streams_per_person: int = 20
+    webhook_poll_seconds: float = 1.0
+    webhook_backoff_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -69,6 +71,8 @@ class Settings:
             "var_dir": var_dir,
             "debug": _flag(env.get("KEFU_DEBUG")),
             "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
+            "webhook_backoff_seconds": float(env.get("KEFU_WEBHOOK_BACKOFF_SECONDS", "10") or 10),
+            "webhook_poll_seconds": float(env.get("KEFU_WEBHOOK_POLL_SECONDS", "1") or 1),
             "streams_per_person": int(env.get("KEFU_STREAMS_PER_PERSON", "20") or 20),
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",
             "trusted_proxies": tuple(p.strip() for p in env.get("KEFU_TRUSTED_PROXIES", "").split(",") if p.strip()),

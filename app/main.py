@@ -11,6 +11,9 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -25,8 +28,10 @@ from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
 from app.realtime.limits import RateLimiter, RedisRateLimiter
 from app.realtime.presence import Announce, Presence, RedisPresence
 from app.realtime.stream import StreamRegistry
+from app.realtime.webhook_worker import WebhookWorker
 from app.templating import environment
 from app.web.admin import AdminController
+from app.web.api import api_router
 from app.web.auth import AuthController
 from app.web.chat import ChatController
 from app.web.deps import provide_db
@@ -46,6 +51,35 @@ async def home() -> Redirect:
     return Redirect("/chat")
 
 
+def openapi_config() -> OpenAPIConfig:
+    """OpenAPI of /api/v1, with Swagger UI and ReDoc served from static/vendor (no CDN)."""
+    swagger = "/static/vendor/swagger-ui-5.35.0"
+    return OpenAPIConfig(
+        title="Kefu API",
+        version="1.0.0",
+        description="Provision people, send them into a chat, post order notices, read conversations. "
+                    "Authenticate with `Authorization: Bearer <key>` (`kefu apikey create NAME`).",
+        path="/api",
+        render_plugins=[
+            SwaggerRenderPlugin(path="/docs", js_url=f"{swagger}/swagger-ui-bundle.js",
+                                css_url=f"{swagger}/swagger-ui.css",
+                                standalone_preset_js_url=f"{swagger}/swagger-ui-standalone-preset.js"),
+            RedocRenderPlugin(path="/redoc", js_url="/static/vendor/redoc-2.5.4/redoc.standalone.js"),
+        ],
+        components=Components(security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}),
+    )
+
+
+@get("/docs", include_in_schema=False)
+async def docs_redirect() -> Redirect:
+    return Redirect("/api/docs")
+
+
+@get("/redoc", include_in_schema=False)
+async def redoc_redirect() -> Redirect:
+    return Redirect("/api/redoc")
+
+
 def make_presence(settings: Settings, announce: Announce) -> Presence:
     if settings.broker_url:
         return RedisPresence(announce, settings.broker_url)
@@ -63,11 +97,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def announce(user_id: str, online: bool) -> None:
         await bus.publish({"t": "presence", "user": user_id, "online": online}, [PRESENCE])
 
+    sessions = make_sessionmaker(engine)
     state = State(
         {
             "settings": settings,
             "engine": engine,
-            "sessions": make_sessionmaker(engine),
+            "sessions": sessions,
+            "webhooks": WebhookWorker(sessions, settings.webhook_poll_seconds, settings.webhook_backoff_seconds),
             "channels": channels,
             "bus": bus,
             "presence": make_presence(settings, announce),
@@ -86,13 +122,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         asyncio.get_running_loop().set_default_executor(executor)
         await state.bus.start()
         await state.presence.start()
+        await state.webhooks.start()
 
     async def stop_presence() -> None:
+        await state.webhooks.stop()
         await state.presence.stop()
 
     return Litestar(
         route_handlers=[
             home,
+            api_router,
+            docs_redirect,
+            redoc_redirect,
             ChatController,
             AdminController,
             AuthController,
@@ -108,7 +149,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=state,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment())),
         request_max_body_size=settings.max_upload_mb * 1024 * 1024 + 1024 * 1024,
-        csrf_config=CSRFConfig(secret=settings.secret_key, cookie_samesite="lax", cookie_httponly=True),
+        csrf_config=CSRFConfig(secret=settings.secret_key, cookie_samesite="lax", cookie_httponly=True,
+                               exclude=["/api/v1"]),  # the API authenticates with a Bearer key, not cookies
         middleware=[
             DefineMiddleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
             DefineMiddleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
@@ -118,5 +160,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[start_bus],
         on_shutdown=[stop_presence, dispose_engine],
         debug=settings.debug,
-        openapi_config=None,
+        openapi_config=openapi_config(),
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.chat import webhooks
 from app.chat.errors import Forbidden, InvalidInput, NotFound
 from app.chat.people import can_talk
 from app.db.models import Conversation, Member, Message, User, utcnow
@@ -101,7 +103,20 @@ def get_or_create_conversation(session: Session, me: User, peer: User) -> Conver
         if existing is None:
             raise
         return existing
+    webhooks.enqueue(session, "conversation.created", conversation_data(conversation))
     return conversation
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    """A conversation as the API and webhooks show it."""
+    return {
+        "id": conversation.id,
+        "participants": [conversation.user_a, conversation.user_b],
+        "created_at": conversation.created_at.isoformat(),
+        "last_activity_at": conversation.last_activity_at.isoformat(),
+        "last_message_id": conversation.last_message_id,
+        "message_count": conversation.message_count or 0,
+    }
 
 
 def get_conversation(session: Session, conversation_id: int) -> Conversation:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.chat.conversations import get_membership
+from app.chat import webhooks
+from app.chat.conversations import get_conversation, get_membership
 from app.chat.errors import InvalidInput
-from app.db.models import Conversation, Member, Message, utcnow
+from app.db.models import Conversation, Member, Message, User, utcnow
 from app.i18n import gettext as _
 
 MAX_BODY_LENGTH = 5000
@@ -36,9 +38,38 @@ def send_message(session: Session, conversation_id: int, sender_id: str, raw_bod
     return store_message(session, conversation_id, sender_id, clean_body(raw_body))
 
 
+SYSTEM_USER_ID = "kefu-system"
+
+
+def post_notice(session: Session, conversation_id: int, raw_body: str | None) -> Message:
+    """A system notice ("订单已发货") in a conversation, from the marketplace through the API."""
+    get_conversation(session, conversation_id)
+    if session.get(User, SYSTEM_USER_ID) is None:
+        session.add(User(id=SYSTEM_USER_ID, name=_("系统通知"), role="system"))
+        session.flush()
+    return store_message(session, conversation_id, SYSTEM_USER_ID, clean_body(raw_body), kind="system")
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """A message as the API and webhooks show it."""
+    data: dict[str, Any] = {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "sender_id": message.sender_id,
+        "kind": message.kind,
+        "body": message.body,
+        "created_at": message.created_at.isoformat(),
+    }
+    if message.attachment is not None:
+        a = message.attachment
+        data["attachment"] = {"name": a.original_name, "content_type": a.content_type, "size": a.size,
+                              "url": f"/files/{message.id}"}
+    return data
+
+
 def store_message(session: Session, conversation_id: int, sender_id: str, body: str, kind: str = "text") -> Message:
-    """Store an already validated message (text, or the name of a file) from a participant."""
-    member = get_membership(session, conversation_id, sender_id)
+    """Store an already validated message (text, or the name of a file) from a participant, or a notice."""
+    member = None if kind == "system" else get_membership(session, conversation_id, sender_id)
     now = utcnow()
     message = Message(conversation_id=conversation_id, sender_id=sender_id, kind=kind, body=body, created_at=now)
     session.add(message)
@@ -55,9 +86,10 @@ def store_message(session: Session, conversation_id: int, sender_id: str, body: 
         .values(last_activity_at=now)
         .execution_options(synchronize_session=False)
     )
-    # The sender has read everything up to their own message.
-    member.last_read_message_id = max(member.last_read_message_id, message.id)
+    if member is not None:  # the sender has read everything up to their own message
+        member.last_read_message_id = max(member.last_read_message_id, message.id)
     session.flush()
+    webhooks.enqueue(session, "message.created", message_data(message))
     return message
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.chat.conversations import ListCursor
@@ -69,13 +69,16 @@ def list_all_conversations(
     if filters.person:
         query = query.where(or_(Conversation.user_a == filters.person, Conversation.user_b == filters.person))
     if filters.query:
-        pattern = _escape_like(filters.query[:MAX_QUERY_LENGTH])
+        # Ignoring case, alike on SQLite (whose LIKE ignores ASCII case) and MySQL/MariaDB (binary collation),
+        # and alike in app.web.admin._matches, which decides whether a live update joins a filtered list.
+        text = filters.query[:MAX_QUERY_LENGTH]
+        exact, folded = _escape_like(text), _escape_like(text.lower())
         query = query.where(
             or_(
-                user_a.name.contains(pattern, escape="\\"),
-                user_b.name.contains(pattern, escape="\\"),
-                user_a.id.startswith(pattern, escape="\\"),
-                user_b.id.startswith(pattern, escape="\\"),
+                *(column.contains(exact, escape="\\") for column in (user_a.name, user_b.name)),
+                *(func.lower(column).contains(folded, escape="\\") for column in (user_a.name, user_b.name)),
+                *(column.startswith(exact, escape="\\") for column in (user_a.id, user_b.id)),
+                *(func.lower(column).startswith(folded, escape="\\") for column in (user_a.id, user_b.id)),
             )
         )
     if before is not None:

@@ -73,6 +73,7 @@ def thread_context(request: Request, db: Session, cid: int) -> dict[str, Any]:
 
 class AdminController(Controller):
     path = "/admin"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
     exception_handlers = {NotSignedInAsAdmin: login_redirect}  # noqa: RUF012
 
     @get("/", sync_to_thread=True)
@@ -181,6 +182,8 @@ def _matches(row: MonitorRow, filters: MonitorFilter) -> bool:
         return False
     if filters.person and all(p.id != filters.person for p in people):
         return False
-    if filters.query:
-        return any(filters.query in p.name or p.id.startswith(filters.query) for p in people)
+    if filters.query:  # as list_all_conversations searches: ignoring case
+        text, folded = filters.query, filters.query.lower()
+        return any(text in p.name or folded in p.name.lower() or p.id.startswith(text)
+                   or p.id.lower().startswith(folded) for p in people)
     return True

@@ -37,6 +37,7 @@ def login_form(request: Request, status: int, error: str | None = None, username
 
 class AuthController(Controller):
     path = "/"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
     @get("/login", sync_to_thread=True)
     def login_page(self, request: Request, db: Db,

@@ -91,6 +91,7 @@ def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int
 
 class ChatController(Controller):
     path = "/chat"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
     @get("/", sync_to_thread=True)
     def chat_page(

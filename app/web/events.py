@@ -43,7 +43,7 @@ def _latest_message_id(state: State) -> int:
         return latest_message_id(session)
 
 
-@get("/events")
+@get("/events", include_in_schema=False)
 async def events(request: Request, state: State) -> ServerSentEvent:
     viewer = await to_thread.run_sync(_viewer, request, state)
     if viewer is None:

@@ -52,6 +52,7 @@ def raise_too_large(state: State) -> None:
 
 class FilesController(Controller):
     path = "/"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
     @post("/chat/c/{cid:str}/files", sync_to_thread=True, status_code=201, before_request=refuse_oversized_upload)
     def upload(

@@ -17,7 +17,7 @@ def _database_ok(state: State) -> tuple[bool, str]:
         return False, type(error).__name__
 
 
-@get("/healthz", sync_to_thread=True)
+@get("/healthz", sync_to_thread=True, include_in_schema=False)
 def healthz(state: State) -> Response:
     database_ok, database = _database_ok(state)
     broker = state.broker

@@ -38,6 +38,7 @@ def open_cid(raw: str | None) -> int | None:
 
 class QuickRepliesController(Controller):
     path = "/chat/quick-replies"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
     @get("/", sync_to_thread=True)
     def show(self, request: Request, db: Db,
@@ -83,6 +84,7 @@ class QuickRepliesController(Controller):
 
 class SendQuickReplyController(Controller):
     path = "/chat/c"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
     @post("/{cid:str}/quick-replies/{rid:str}", sync_to_thread=True, status_code=201)
     def send(self, request: Request, state: State, db: Db, cid: PathId, rid: PathId) -> Response:

@@ -25,6 +25,9 @@ def content_security_policy(frame_ancestors: str) -> str:
     ])
 
 
+API_DOC_PAGES = ("/api/docs", "/api/redoc")
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, frame_ancestors: str = "'self'") -> None:
         self.app = app
@@ -34,17 +37,25 @@ class SecurityHeadersMiddleware:
             "referrer-policy": "strict-origin-when-cross-origin",
             "permissions-policy": "camera=(), microphone=(), geolocation=()",
         }
+        # Swagger UI and ReDoc start with an inline script and use workers; only their two pages get this
+        self.docs_policy = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            f"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors {frame_ancestors}"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         https = scope.get("scheme") == "https"
+        policy = self.headers
+        if scope.get("path", "").startswith(API_DOC_PAGES):
+            policy = {**self.headers, "content-security-policy": self.docs_policy}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
-                for name, value in self.headers.items():
+                for name, value in policy.items():
                     if name not in headers:  # downloads bring a stricter policy of their own
                         headers[name] = value
                 if https:
