@@ -199,7 +199,7 @@ class LinksController(Controller):
     tags = ["sign-in"]  # noqa: RUF012
 
     @post("/", sync_to_thread=True, summary="A signed, expiring sign-in URL for a person")
-    def create_link(self, request: Request, state: State, db: Db, data: LinkIn) -> LinkOut:
+    def create_link(self, request: Request, state: State, db: Db, data: Annotated[LinkIn, Body()]) -> LinkOut:
         user = get_user(db, _check_user_id(data.user_id))
         if user is None or user.role not in CHAT_ROLES:
             raise NotFound(f"no person {data.user_id}: create them with PUT /api/v1/users/{{id}} first")
@@ -233,7 +233,7 @@ class ConversationsController(Controller):
         return Page(items=data, next_cursor=next_cursor.encode() if next_cursor else None)
 
     @post("/", sync_to_thread=True, summary="Open (or find) the conversation of two people")
-    def open_conversation(self, db: Db, data: ConversationIn) -> Response[dict[str, Any]]:
+    def open_conversation(self, db: Db, data: Annotated[ConversationIn, Body()]) -> Response[dict[str, Any]]:
         if len(data.user_ids) != 2:
             raise InvalidInput("user_ids: exactly two people")
         a, b = (get_user(db, _check_user_id(uid)) for uid in data.user_ids)
