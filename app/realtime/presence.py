@@ -56,10 +56,10 @@ class Presence:
             return
         del self._streams[user_id]
         loop = asyncio.get_running_loop()
-        self._pending_offline[user_id] = loop.call_later(self._grace, self._spawn, self._maybe_offline(user_id))
+        self._pending_offline[user_id] = loop.call_later(self._grace, self._spawn_offline_check, user_id)
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coroutine)
+    def _spawn_offline_check(self, user_id: str) -> None:
+        task = asyncio.ensure_future(self._maybe_offline(user_id))  # created only when the timer fires
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
