@@ -14,8 +14,9 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
+from app.chat import webhooks
 from app.chat.errors import ChatError, InvalidInput
-from app.chat.messages import store_message
+from app.chat.messages import message_data, store_message
 from app.db.models import Attachment, Message, utcnow
 from app.i18n import gettext as _
 
@@ -188,12 +189,14 @@ def save_upload(session: Session, upload_dir: Path, conversation_id: int, sender
             thumb_path = target.with_name(target.stem + suffix)
             _make_thumbnail(target, thumb_path)
             thumb = str(thumb_path.relative_to(upload_dir))
-        message = store_message(session, conversation_id, sender_id, name, kind=file_type.kind)
+        message = store_message(session, conversation_id, sender_id, name, kind=file_type.kind, announce=False)
         session.add(Attachment(
             message_id=message.id, stored_path=str(relative), thumbnail_path=thumb, original_name=name,
             content_type=file_type.content_type, size=size, width=width, height=height,
         ))
         session.flush()
+        session.expire(message, ["attachment"])  # may have been loaded (as None) before it existed
+        webhooks.enqueue(session, "message.created", message_data(message))
     except BaseException:  # nothing half-stored: no file without its message
         target.unlink(missing_ok=True)
         if thumb_path is not None:

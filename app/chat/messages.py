@@ -67,8 +67,10 @@ def message_data(message: Message) -> dict[str, Any]:
     return data
 
 
-def store_message(session: Session, conversation_id: int, sender_id: str, body: str, kind: str = "text") -> Message:
-    """Store an already validated message (text, or the name of a file) from a participant, or a notice."""
+def store_message(session: Session, conversation_id: int, sender_id: str, body: str, kind: str = "text",
+                  announce: bool = True) -> Message:
+    """Store an already validated message (text, or the name of a file) from a participant, or a notice.
+    `announce=False` leaves the webhook event to the caller (an upload adds its attachment first)."""
     member = None if kind == "system" else get_membership(session, conversation_id, sender_id)
     now = utcnow()
     message = Message(conversation_id=conversation_id, sender_id=sender_id, kind=kind, body=body, created_at=now)
@@ -89,7 +91,8 @@ def store_message(session: Session, conversation_id: int, sender_id: str, body: 
     if member is not None:  # the sender has read everything up to their own message
         member.last_read_message_id = max(member.last_read_message_id, message.id)
     session.flush()
-    webhooks.enqueue(session, "message.created", message_data(message))
+    if announce:
+        webhooks.enqueue(session, "message.created", message_data(message))
     return message
 
 

@@ -1,0 +1,128 @@
+"""Files, images and quick replies in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)
+against a served app: what two people see in their own windows, live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.db.seed import DEMO_QUICK_REPLIES
+from tests.file_samples import image_bytes, pdf_bytes
+from tests.support import ServerProcess, open_chat, send
+
+pytestmark = pytest.mark.browser
+INVOICE = "可以开增值税专用发票，下单时请备注开票信息。"
+IN_STOCK = "现货充足，今天下单明天发货。"
+FROM_B1 = '[data-testid="thread"] [data-testid="message"][data-sender-id="b1"]'
+FROM_M1 = '[data-testid="thread"] [data-testid="message"][data-sender-id="m1"]'
+
+
+def test_an_uploaded_image_appears_live_as_a_thumbnail_that_opens_full_size(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess, tmp_path: Path
+) -> None:
+    photo = tmp_path / "包装照片.png"
+    photo.write_bytes(image_bytes("PNG", size=(1200, 900)))
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1&target=b1")
+    progress = b1.locator('[data-testid="upload-progress"]')
+    assert progress.count() == 1
+
+    b1.set_input_files('[data-testid="upload"]', str(photo))
+    b1.locator(f"{FROM_B1} img").wait_for()
+    image = m1.locator(f"{FROM_B1} img")
+    image.wait_for()  # m1 did not reload
+    assert image.get_attribute("loading") == "lazy"
+    width, height = int(image.get_attribute("width") or 0), int(image.get_attribute("height") or 0)
+    assert width > 0 and height > 0 and abs(width / height - 4 / 3) < 0.05
+    m1.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert m1.evaluate("img => img.naturalWidth", image.element_handle()) <= 480
+    assert m1.locator(FROM_B1).count() == 1 and b1.locator(FROM_B1).count() == 1
+    progress.wait_for(state="hidden")
+    assert m1.locator('[data-testid="conversation"][data-peer-id="b1"] .conv-preview').inner_text() == "[图片]"
+
+    message_id = m1.locator(FROM_B1).get_attribute("data-message-id")
+    with m1.context.expect_page() as opened:
+        image.click()
+    full = opened.value
+    full.wait_for_load_state()
+    assert full.url == f"{server.url}/files/{message_id}"
+    assert full.evaluate("document.contentType") == "image/png"
+    assert full.evaluate("document.images[0].naturalWidth") == 1200
+    assert b1.js_errors == [] and m1.js_errors == []
+
+
+def test_a_document_arrives_as_a_file_to_download(browser, server: ServerProcess, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    quote = tmp_path / "报价单.pdf"
+    quote.write_bytes(pdf_bytes())
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1&target=b1")
+    b1.set_input_files('[data-testid="upload"]', str(quote))
+    link = m1.locator(f"{FROM_B1} a", has_text="报价单.pdf")
+    link.wait_for()
+    with m1.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == "报价单.pdf"
+    assert Path(download.value.path()).read_bytes() == pdf_bytes()
+    assert b1.locator('[data-testid="conversation"][data-peer-id="m1"] .conv-preview').inner_text() == "[文件]"
+    assert b1.js_errors == [] and m1.js_errors == []
+
+
+def test_a_refused_file_shows_why_and_sends_nothing(browser, server: ServerProcess, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fake = tmp_path / "photo.png"
+    fake.write_bytes(b"<!DOCTYPE html><html><script>window.hacked = 1</script></html>")
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    b1.set_input_files('[data-testid="upload"]', str(fake))
+    b1.locator(".composer-error", has_text="不支持").wait_for()
+    assert b1.locator('[data-testid="message"]').count() == 0
+    b1.locator('[data-testid="upload-progress"]').wait_for(state="hidden")
+    # the paperclip still works afterwards
+    real = tmp_path / "real.png"
+    real.write_bytes(image_bytes("PNG"))
+    b1.set_input_files('[data-testid="upload"]', str(real))
+    b1.locator(f"{FROM_B1} img").wait_for()
+    assert b1.locator(".composer-error").inner_text() == ""
+    assert b1.evaluate("window.hacked") is None
+
+
+def test_m1_clicks_a_quick_reply_and_b1_sees_it(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1&target=b1")
+    buttons = m1.locator('[data-testid="col-info"] [data-testid="quick-reply"]')
+    assert buttons.all_inner_texts() == list(DEMO_QUICK_REPLIES["merchant"])
+    assert all((buttons.nth(i).get_attribute("data-quick-reply-id") or "").isdigit() for i in range(3))
+    buttons.filter(has_text=IN_STOCK).click()
+    b1.locator(FROM_M1, has_text=IN_STOCK).wait_for()
+    m1.locator(FROM_M1, has_text=IN_STOCK).wait_for()
+    m1.wait_for_timeout(300)
+    assert m1.locator(FROM_M1).count() == 1 and b1.locator(FROM_M1).count() == 1
+    assert b1.js_errors == [] and m1.js_errors == []
+
+
+def test_m1_types_slash_and_a_word_and_enter_sends_the_matching_quick_reply(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess
+) -> None:
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1&target=b1")
+    composer = m1.locator('[data-testid="composer"] textarea[name=body]')
+    composer.fill("/")
+    items = m1.locator('[data-testid="slash-item"]')
+    items.first.wait_for()
+    assert items.count() == 3  # "/" alone offers them all
+    composer.fill("/发票")
+    m1.wait_for_function("document.querySelectorAll('[data-testid=slash-item]').length === 1")
+    assert items.inner_text() == INVOICE
+    m1.keyboard.press("Enter")
+
+    received = b1.locator(FROM_M1)
+    received.wait_for()
+    assert received.locator(".msg-bubble").inner_text() == INVOICE
+    assert composer.input_value() == ""
+    assert items.count() == 0 or not m1.locator('[data-testid="slash-menu"]').is_visible()
+    m1.wait_for_timeout(300)
+    assert b1.locator(FROM_M1).count() == 1  # the quick reply, not "/发票" as well
+    assert m1.locator(FROM_M1).all_inner_texts()[0].count(INVOICE) == 1
+
+    send(m1, "好的")  # Enter sends typed text again once the menu is gone
+    b1.locator(FROM_M1, has_text="好的").wait_for()
+    assert b1.js_errors == [] and m1.js_errors == []
