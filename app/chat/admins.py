@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,8 +21,10 @@ MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 
 hasher = PasswordHasher()
-# A real hash to verify against when the username is unknown, so both cases take the same time.
-_DUMMY_HASH = hasher.hash("kefu-no-such-admin")
+@cache
+def _dummy_hash() -> str:
+    """A real hash to verify against when the username is unknown, so both cases take the same time."""
+    return hasher.hash("kefu-no-such-admin")
 
 
 def _check_password(password: str) -> None:
@@ -119,7 +122,7 @@ def authenticate(session: Session, username: str, password: str, client_address:
     check_throttle(session, keys)
     account = session.scalar(select(AdminAccount).where(AdminAccount.username == username.strip()))
     try:
-        hasher.verify(account.password_hash if account else _DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+        hasher.verify(account.password_hash if account else _dummy_hash(), password[:MAX_PASSWORD_LENGTH])
         ok = account is not None and not account.disabled
     except (VerificationError, InvalidHashError):
         ok = False

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from anyio import to_thread
@@ -78,6 +78,7 @@ class EventStream:
         render_message: RenderMessage,
         ping_seconds: float = 15.0,
         registry: StreamRegistry | None = None,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.viewer = viewer
         self.resume_from = last_event_id  # the client had everything up to here
@@ -89,6 +90,7 @@ class EventStream:
         self._render = render_message
         self._ping = ping_seconds
         self._registry = registry or StreamRegistry(limit=1_000_000)
+        self._still_allowed = still_allowed  # checked at every ping: an ended admin session ends its stream
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEventMessage]:
         queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -108,6 +110,9 @@ class EventStream:
                         try:
                             raw = await asyncio.wait_for(queue.get(), self._ping)
                         except TimeoutError:
+                            if self._still_allowed is not None and not await self._still_allowed():
+                                yield ServerSentEventMessage(event="closed", data="signed-out", id=self.watermark)
+                                return
                             yield ServerSentEventMessage(event="ping", data="ping", id=self.watermark)
                             continue
                         data = json.loads(raw)

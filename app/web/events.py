@@ -38,9 +38,23 @@ def _viewer(request: Request, state: State) -> Viewer | None:
         return Viewer(user_id=user.id)
 
 
+def _admin_still_signed_in(request: Request, state: State) -> bool:
+    with state.sessions() as session:
+        return current_admin(request, session) is not None
+
+
 def _latest_message_id(state: State) -> int:
     with state.sessions() as session:
         return latest_message_id(session)
+
+
+def _revalidation(request: Request, state: State):  # type: ignore[no-untyped-def]
+    """A disabled admin, or one whose password changed, stops seeing conversations at the next ping."""
+
+    async def still_allowed() -> bool:
+        return await to_thread.run_sync(_admin_still_signed_in, request, state)
+
+    return still_allowed
 
 
 @get("/events", include_in_schema=False)
@@ -62,6 +76,7 @@ async def events(request: Request, state: State) -> ServerSentEvent:
         render_message=render_message,
         ping_seconds=state.settings.sse_ping_seconds,
         registry=state.streams,
+        still_allowed=_revalidation(request, state) if viewer.is_admin else None,
     )
     return ServerSentEvent(
         stream,

@@ -1,0 +1,38 @@
+"""An admin's open monitor stream ends at the next ping once the admin is disabled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.chat.admins import create_admin, set_disabled
+from app.db.engine import make_engine, make_sessionmaker
+from tests.admin_support import PASSWORD, post_login
+from tests.support import ServerProcess, SSEReader, free_port, server_env
+
+
+def test_disabling_an_admin_ends_their_open_monitor_stream(sqlite_url: str, tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        create_admin(session, "a1", "ops", PASSWORD)
+        session.commit()
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as browser:
+            assert post_login(browser, "ops", PASSWORD).status_code == 303
+            with browser.stream("GET", "/events", params={"monitor": "1"}) as response:
+                stream = SSEReader(response)
+                stream.next_of("ping")
+                with sessions() as session:
+                    set_disabled(session, "a1", True)
+                    session.commit()
+                assert stream.next_of("closed").data == "signed-out"
+                with pytest.raises(EOFError):
+                    stream.next()
+            assert browser.get("/events", params={"monitor": "1"}).status_code == 401
+    finally:
+        server.stop()
+        engine.dispose()
