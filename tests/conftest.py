@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -27,8 +28,20 @@ TABLES_CHILD_FIRST = (
 )
 
 
+def _create_mysql_database() -> None:
+    """The test database in utf8mb4, created when missing."""
+    url = make_url(MYSQL_URL)
+    server = make_engine(url.set(database=""))
+    with server.begin() as connection:
+        connection.execute(text(
+            f"CREATE DATABASE IF NOT EXISTS `{url.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+    server.dispose()
+
+
 def _mysql_reachable() -> str | None:
     try:
+        _create_mysql_database()
         engine = make_engine(MYSQL_URL)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

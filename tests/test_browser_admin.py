@@ -59,3 +59,24 @@ def test_the_monitor_shows_a_message_from_b1_to_m1_live(browser, server: ServerP
     m1 = open_chat(browser, server, "user_id=m1")
     assert m1.locator('[data-testid="conversation"][data-peer-id="b1"] [data-testid="unread"]').inner_text() == "2"
     assert errors == []
+
+
+def test_the_monitor_fits_a_phone_and_a_tablet(browser, server: ServerProcess, admin_account) -> None:  # type: ignore[no-untyped-def]
+    username, password = admin_account
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    send(b1, "手机上的监控台")
+    b1.locator('[data-testid="message"]', has_text="手机上的监控台").wait_for()
+    for width, expected in ((375, (True, False, False, True)), (800, (True, True, False, False))):
+        page = browser.new_context(viewport={"width": width, "height": 800}, locale="zh-CN").new_page()
+        page.goto(f"{server.url}/login")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.locator('[data-testid="monitor"]').wait_for()
+        shown = tuple(page.locator(f'[data-testid="{name}"]').is_visible()
+                      for name in ("col-list", "col-thread", "col-info", "bottom-nav"))
+        assert shown == expected, width
+        page.locator('[data-testid="conversation"]').first.click()
+        page.locator('[data-testid="thread"] [data-testid="message"]', has_text="手机上的监控台").wait_for()
+        assert page.locator('[data-testid="col-thread"]').is_visible()
+        assert page.locator('[data-testid="composer"]').count() == 0

@@ -57,6 +57,13 @@ def test_markup_is_shown_as_text(browser, server: ServerProcess) -> None:  # typ
     bubble.wait_for()
     assert bubble.inner_text() == '<img src=x onerror="window.hacked=1"><b>粗体</b>'
     assert m1.evaluate("window.hacked") is None and b1.evaluate("window.hacked") is None
+    send(b1, '<a href="javascript:window.hacked=2">点我领券</a> javascript:window.hacked=3')
+    link_text = m1.locator('[data-testid="message"] .msg-bubble', has_text="点我领券")
+    link_text.wait_for()
+    assert link_text.locator("a").count() == 0  # shown as text: no link to click
+    assert link_text.inner_text() == '<a href="javascript:window.hacked=2">点我领券</a> javascript:window.hacked=3'
+    link_text.click()
+    assert m1.evaluate("window.hacked") is None
 
 
 def test_presence_follows_tabs_opening_and_closing(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]

@@ -126,3 +126,36 @@ def test_m1_types_slash_and_a_word_and_enter_sends_the_matching_quick_reply(  # 
     send(m1, "好的")  # Enter sends typed text again once the menu is gone
     b1.locator(FROM_M1, has_text="好的").wait_for()
     assert b1.js_errors == [] and m1.js_errors == []
+
+
+DROP_OR_PASTE = """([kind, base64, name]) => {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name, { type: "image/png" }));
+  if (kind === "drop") {
+    const zone = document.querySelector(".thread-scroll");
+    for (const type of ["dragenter", "dragover", "drop"]) {
+      zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+    }
+  } else {
+    const area = document.querySelector('[data-testid="composer"] textarea');
+    area.dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: data }));
+  }
+}"""
+
+
+@pytest.mark.parametrize("kind", ["drop", "paste"])
+def test_an_image_dropped_on_the_thread_or_pasted_in_the_composer_is_sent(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess, kind: str
+) -> None:
+    import base64
+
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    m1 = open_chat(browser, server, "user_id=m1&target=b1")
+    payload = base64.b64encode(image_bytes("PNG", size=(300, 200))).decode()
+    b1.evaluate(DROP_OR_PASTE, [kind, payload, f"{kind}.png"])
+    image = m1.locator(f"{FROM_B1} img")
+    image.wait_for()  # arrived live in the other window
+    assert image.get_attribute("alt") == f"{kind}.png"
+    assert b1.locator(f"{FROM_B1} img").count() == 1
+    assert b1.js_errors == [] and m1.js_errors == []

@@ -1,0 +1,85 @@
+"""The audit log: admin sign-ins, failed sign-ins, account changes and link sign-ins, shown at /admin/audit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from app.chat.links import LinkIdentity, make_token
+from tests.admin_support import PASSWORD, make_admin, post_login, use_fast_hashing
+from tests.dom import parse
+from tests.support import ROOT, TEST_SECRET
+
+
+def audit_rows(client: TestClient) -> list[tuple[str, str]]:
+    page = client.get("/admin/audit")
+    assert page.status_code == 200
+    return [(row.attrs["data-action"], row.text()) for row in parse(page.text).find_all(testid="audit-entry")]
+
+
+def test_sign_ins_failures_and_link_sign_ins_are_audited(app_client: TestClient, db, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                         ) -> None:
+    use_fast_hashing(monkeypatch)
+    make_admin(db)
+    assert post_login(app_client, "ops", "wrong-password").status_code == 401
+    assert post_login(app_client, "nobody", "whatever-1").status_code == 401
+    token = make_token(TEST_SECRET, LinkIdentity("shop-7", "七号药店", "buyer"))
+    assert app_client.get("/chat", params={"token": token}).status_code == 200
+    assert app_client.get("/chat", params={"token": token[:-4] + "AAAA"}).status_code == 403
+    assert post_login(app_client, "ops", PASSWORD).status_code == 303
+    rows = audit_rows(app_client)
+    actions = [action for action, _ in rows]
+    # newest first
+    assert actions[:5] == ["admin.sign_in", "link.refused", "link.sign_in", "admin.sign_in_failed",
+                           "admin.sign_in_failed"]
+    assert "shop-7" in rows[2][1] and "nobody" in rows[3][1] and "ops" in rows[4][1]
+    assert PASSWORD not in app_client.get("/admin/audit").text
+    filtered = app_client.get("/admin/audit", params={"action": "link.sign_in"}).text
+    assert "shop-7" in filtered and "nobody" not in filtered
+
+
+def test_the_audit_log_is_for_admins_only(app_client: TestClient) -> None:
+    response = app_client.get("/admin/audit", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def test_admin_account_changes_from_the_command_line_are_audited(sqlite_url: str, tmp_path: Path) -> None:
+    env = {"KEFU_DATABASE_URL": sqlite_url, "KEFU_VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def kefu(*args: str) -> None:
+        result = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+    kefu("admin", "create", "a9", "auditor", "long-enough-pw")
+    kefu("admin", "passwd", "a9", "another-long-pw")
+    kefu("admin", "disable", "a9")
+    kefu("admin", "enable", "a9")
+    from app.chat.audit import entries
+    from app.db.engine import make_engine, make_sessionmaker
+
+    engine = make_engine(sqlite_url)
+    with make_sessionmaker(engine)() as session:
+        rows, _ = entries(session)
+        assert [(e.action, e.actor) for e in rows] == [
+            ("admin.enabled", "a9"), ("admin.disabled", "a9"), ("admin.password_changed", "a9"),
+            ("admin.created", "a9"),
+        ]
+        assert all("long-enough-pw" not in e.detail and "another-long-pw" not in e.detail for e in rows)
+    engine.dispose()
+
+
+def test_startup_warns_about_demo_mode_and_the_generated_key(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.support import ServerProcess, free_port, server_env
+
+    env = server_env(sqlite_url, tmp_path)
+    del env["KEFU_SECRET_KEY"]
+    server = ServerProcess(env, free_port()).start()
+    server.stop()
+    log = (tmp_path / f"server-{server.port}.log").read_text()
+    assert "demo mode is ON" in log
+    assert "KEFU_SECRET_KEY is not set" in log
