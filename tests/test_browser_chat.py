@@ -136,7 +136,7 @@ def test_scrolling_up_loads_older_messages_page_by_page(browser, server: ServerP
     assert messages.count() == 30
     for expected in (60, 70):
         b1.locator(".thread-scroll").evaluate("el => el.scrollTop = 0")
-        expect(messages).to_have_count(expected)
+        expect(messages).to_have_count(expected, timeout=20_000)
     texts = b1.locator('[data-testid="message"] .msg-bubble').all_inner_texts()
     assert texts == [f"第{n}条" for n in range(1, 71)]
     b1.locator(".thread-start").wait_for()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from app.db.seed import DEMO_QUICK_REPLIES
 from tests.file_samples import image_bytes, pdf_bytes
@@ -81,7 +82,7 @@ def test_a_refused_file_shows_why_and_sends_nothing(browser, server: ServerProce
     real.write_bytes(image_bytes("PNG"))
     b1.set_input_files('[data-testid="upload"]', str(real))
     b1.locator(f"{FROM_B1} img").wait_for()
-    assert b1.locator(".composer-error").inner_text() == ""
+    expect(b1.locator(".composer-error")).to_have_text("")  # cleared when the upload's answer comes
     assert b1.evaluate("window.hacked") is None
 
 
