@@ -51,6 +51,9 @@ async def home() -> Redirect:
     return Redirect("/chat")
 
 
+FAVICON = "<link rel='icon' type='image/svg+xml' href='/static/favicon.svg'>"
+
+
 def openapi_config() -> OpenAPIConfig:
     """OpenAPI of /api/v1, with Swagger UI and ReDoc served from static/vendor (no CDN)."""
     swagger = "/static/vendor/swagger-ui-5.35.0"
@@ -63,8 +66,10 @@ def openapi_config() -> OpenAPIConfig:
         render_plugins=[
             SwaggerRenderPlugin(path="/docs", js_url=f"{swagger}/swagger-ui-bundle.js",
                                 css_url=f"{swagger}/swagger-ui.css",
-                                standalone_preset_js_url=f"{swagger}/swagger-ui-standalone-preset.js"),
-            RedocRenderPlugin(path="/redoc", js_url="/static/vendor/redoc-2.5.4/redoc.standalone.js"),
+                                standalone_preset_js_url=f"{swagger}/swagger-ui-standalone-preset.js",
+                                favicon=FAVICON),
+            RedocRenderPlugin(path="/redoc", js_url="/static/vendor/redoc-2.5.4/redoc.standalone.js",
+                              google_fonts=False, favicon=FAVICON),
         ],
         components=Components(security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}),
     )

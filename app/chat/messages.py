@@ -71,6 +71,9 @@ def store_message(session: Session, conversation_id: int, sender_id: str, body: 
                   announce: bool = True) -> Message:
     """Store an already validated message (text, or the name of a file) from a participant, or a notice.
     `announce=False` leaves the webhook event to the caller (an upload adds its attachment first)."""
+    # Lock the conversation first: concurrent sends to one conversation then queue here instead of
+    # deadlocking on MariaDB (the insert's shared lock on the parent row, then the update's exclusive one).
+    session.execute(select(Conversation.id).where(Conversation.id == conversation_id).with_for_update())
     member = None if kind == "system" else get_membership(session, conversation_id, sender_id)
     now = utcnow()
     message = Message(conversation_id=conversation_id, sender_id=sender_id, kind=kind, body=body, created_at=now)

@@ -33,6 +33,10 @@ def _titles() -> dict[int, tuple[str, str]]:
 
 def error_response(request: Request, status: int, detail: str | None = None) -> Response:
     title, default_text = _titles().get(status, _titles()[500 if status >= 500 else 400])
+    if request.url.path.startswith("/api/"):  # the API's callers read JSON, whatever went wrong
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large", 429: "rate_limited"}.get(status, "error" if status >= 500 else "bad_request")
+        return Response({"error": {"code": code, "message": detail or title}}, status_code=status)
     text = detail or default_text
     is_htmx = request.headers.get("hx-request") == "true"
     template = "_error_fragment.html" if is_htmx else "error.html"
