@@ -14,7 +14,9 @@ from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
+from app.db.models import Conversation, Message, User
 from app.realtime.broker import BrokerStatus, ResilientRedisBackend
+from app.templating import render_message
 
 log = logging.getLogger("kefu.bus")
 
@@ -68,6 +70,13 @@ class Bus:
                         sender_id: str, html: str) -> None:
         event = {"t": "message", "id": message_id, "cid": conversation_id, "sender": sender_id, "html": html}
         self.publish_from_thread(event, self.conversation_channels(participant_ids))
+
+    def announce(self, message: Message, sender: User | None, conversation: Conversation) -> str:
+        """Render a stored message once and publish it to both participants and the admins; returns the HTML."""
+        html = render_message(message, sender)
+        self.message_created(message.id, conversation.id, (conversation.user_a, conversation.user_b),
+                             message.sender_id, html)
+        return html
 
     def read_moved(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
                    up_to: int) -> None:

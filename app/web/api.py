@@ -35,7 +35,6 @@ from app.chat.monitor import MonitorFilter, list_all_conversations
 from app.chat.people import CHAT_ROLES, get_user, upsert_user, valid_user_id
 from app.db.models import Conversation, IdempotencyKey, Message, User
 from app.i18n import gettext
-from app.templating import render_message
 
 Db = NamedDependency[Session]
 PathId = FromPath[str]
@@ -355,10 +354,7 @@ class ConversationsController(Controller):
             if earlier is None:
                 raise
             return Response(msgs.message_data(earlier), status_code=200)
-        sender = get_user(db, message.sender_id)
-        html = render_message(message, sender)
-        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), message.sender_id,
-                                  html)
+        state.bus.announce(message, get_user(db, message.sender_id), conversation)
         return Response(msgs.message_data(message), status_code=201)
 
 

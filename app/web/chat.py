@@ -21,8 +21,7 @@ from app.chat.people import get_user, upsert_user
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime.bus import Bus
-from app.templating import render_message
-from app.web.deps import current_person, parse_id
+from app.web.deps import current_person, parse_id, writer_in
 from app.web.errors import composer_error, public_error, rate_limited
 from app.web.identity import needs_as, read_session, set_session
 
@@ -199,20 +198,16 @@ class ChatController(Controller):
         cid: PathId,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
-        me = current_person(request, db, write=True)
-        conversation_id = parse_id(cid)
-        conversation = convs.get_conversation(db, conversation_id)
-        convs.get_membership(db, conversation_id, me.id)
+        me, conversation = writer_in(request, db, cid)
         if (refused := rate_limited(state, "message", me.id)) is not None:
             return refused
         try:
-            message = msgs.send_message(db, conversation_id, me.id, data.get("body"))
+            message = msgs.send_message(db, conversation.id, me.id, data.get("body"))
         except InvalidInput as error:
             db.rollback()
             return composer_error(str(error), 422)
         db.commit()
-        html = render_message(message, me)
-        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
+        html = state.bus.announce(message, me, conversation)
         return Response(html, status_code=201, media_type=MediaType.HTML)
 
     @post("/c/{cid:str}/read", sync_to_thread=True, status_code=204)

@@ -10,8 +10,9 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from sqlalchemy.orm import Session
 
+from app.chat.conversations import get_conversation, get_membership
 from app.chat.people import get_user
-from app.db.models import AdminAccount, User
+from app.db.models import AdminAccount, Conversation, User
 from app.i18n import gettext as _
 from app.web.errors import public_error
 from app.web.identity import acting_person_id, read_admin_cookie
@@ -60,3 +61,11 @@ def parse_id(raw: str) -> int:
     if not 0 < value <= MAX_ID:
         raise NotFoundException()
     return value
+
+
+def writer_in(request: Request, db: Session, raw_cid: str) -> tuple[User, Conversation]:
+    """The signed-in participant about to write into conversation `raw_cid` (401, 403 or 404 otherwise)."""
+    me = current_person(request, db, write=True)
+    conversation = get_conversation(db, parse_id(raw_cid))
+    get_membership(db, conversation.id, me.id)
+    return me, conversation

@@ -15,13 +15,11 @@ from litestar.response import File
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
 from app.chat.errors import InvalidInput
 from app.chat.files import TooLarge, UnsupportedType, save_upload
 from app.db.models import Attachment, Member, Message
 from app.i18n import gettext as _
-from app.templating import render_message
-from app.web.deps import current_admin, current_person, parse_id
+from app.web.deps import current_admin, parse_id, writer_in
 from app.web.errors import composer_error, rate_limited
 from app.web.i18n_hook import set_locale
 from app.web.identity import read_session
@@ -63,17 +61,14 @@ class FilesController(Controller):
         cid: PathId,
         data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response:
-        me = current_person(request, db, write=True)
-        conversation_id = parse_id(cid)
-        conversation = convs.get_conversation(db, conversation_id)
-        convs.get_membership(db, conversation_id, me.id)
+        me, conversation = writer_in(request, db, cid)
         if (refused := rate_limited(state, "upload", me.id)) is not None:
             return refused
         upload = data.get("file") if isinstance(data, dict) else None
         if not isinstance(upload, UploadFile):
             return composer_error(_("请选择要发送的文件。"), 422)
         try:
-            message = save_upload(db, Path(state.settings.upload_dir), conversation_id, me.id, upload.file,
+            message = save_upload(db, Path(state.settings.upload_dir), conversation.id, me.id, upload.file,
                                   upload.filename, max_upload_bytes(state))
         except TooLarge as error:
             db.rollback()
@@ -85,8 +80,7 @@ class FilesController(Controller):
             db.rollback()
             return composer_error(str(error), 422)
         db.commit()
-        html = render_message(message, me)
-        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
+        html = state.bus.announce(message, me, conversation)
         return Response(html, status_code=201, media_type=MediaType.HTML)
 
     @get("/files/{mid:str}", sync_to_thread=True)

@@ -12,13 +12,11 @@ from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Template
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat import quick_replies as replies
 from app.chat.errors import InvalidInput
 from app.db.models import User
-from app.templating import render_message
-from app.web.deps import current_person, parse_id
+from app.web.deps import current_person, parse_id, writer_in
 from app.web.errors import rate_limited
 
 Db = NamedDependency[Session]
@@ -89,15 +87,11 @@ class SendQuickReplyController(Controller):
     @post("/{cid:str}/quick-replies/{rid:str}", sync_to_thread=True, status_code=201)
     def send(self, request: Request, state: State, db: Db, cid: PathId, rid: PathId) -> Response:
         """One click sends it: stored and delivered live like any typed message."""
-        me = current_person(request, db, write=True)
-        conversation_id = parse_id(cid)
-        conversation = convs.get_conversation(db, conversation_id)
-        convs.get_membership(db, conversation_id, me.id)
+        me, conversation = writer_in(request, db, cid)
         reply = replies.get_own(db, me, parse_id(rid))
         if (refused := rate_limited(state, "message", me.id)) is not None:
             return refused
-        message = msgs.send_message(db, conversation_id, me.id, reply.body)
+        message = msgs.send_message(db, conversation.id, me.id, reply.body)
         db.commit()
-        html = render_message(message, me)
-        state.bus.message_created(message.id, conversation_id, convs.participants(conversation), me.id, html)
+        html = state.bus.announce(message, me, conversation)
         return Response(html, status_code=201, media_type=MediaType.HTML)
