@@ -505,6 +505,21 @@
     }
   });
 
+  // Older messages and more conversations also load when one scrolls near the edge (the loaders'
+  // "intersect" trigger can miss when the page is still laying out).
+  document.addEventListener("scroll", (e) => {
+    const scroller = e.target;
+    if (!(scroller instanceof HTMLElement)) return;
+    if (scroller.matches(".thread-scroll") && scroller.scrollTop < 150) {
+      const loader = $(".older-loader:not(.htmx-request)", scroller);
+      if (loader) htmx.trigger(loader, "near");
+    } else if (scroller.matches(".list-scroll")
+               && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 150) {
+      const more = $(".list-more:not(.htmx-request)", scroller);
+      if (more) htmx.trigger(more, "near");
+    }
+  }, true);
+
   localizeTimes(document);
   scrollToBottom();
   setTotalUnread(totalUnread);
