@@ -248,3 +248,18 @@ def test_any_text_is_stored_and_shown_exactly_as_text_or_refused_clearly(unlimit
     page = app_client.get(f"/chat/c/{cid}").text
     stored = re.search(rf'data-message-id="{message_id}".*?<div class="msg-bubble">(.*?)</div>', page, re.S)
     assert stored is not None and html.unescape(stored.group(1)) == expected  # read back from the database
+
+
+def test_oversized_headers_are_refused_and_the_server_keeps_serving(sqlite_url: str, tmp_path: Path) -> None:
+    import socket
+
+    from tests.support import ServerProcess
+
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 400")
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()
