@@ -49,6 +49,17 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
     def __init__(self, redis: Redis, status: BrokerStatus, key_prefix: str = "kefu_channels") -> None:
         super().__init__(redis=redis, key_prefix=key_prefix)
         self.status = status
+        # redis-py's PubSub opens its connection on the first subscribe; two first subscribes at once each
+        # open one and only the last is read, so streams opened together went deaf. One at a time.
+        self._subscribing = asyncio.Lock()
+
+    async def subscribe(self, channels: Any) -> None:
+        async with self._subscribing:
+            await super().subscribe(channels)
+
+    async def unsubscribe(self, channels: Any) -> None:
+        async with self._subscribing:
+            await super().unsubscribe(channels)
 
     async def publish(self, data: bytes, channels: Any) -> None:
         try:
