@@ -6,6 +6,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from anyio import to_thread
 from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -21,10 +22,11 @@ from litestar.template.config import TemplateConfig
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import ROOT
+from app.chat.conversations import recent_peers
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.realtime.broker import BrokerStatus
-from app.realtime.bus import PRESENCE, Bus, make_channels_plugin
+from app.realtime.bus import PRESENCE, Bus, make_channels_plugin, person_channel
 from app.realtime.limits import RateLimiter, RedisRateLimiter
 from app.realtime.presence import Announce, Presence, RedisPresence
 from app.realtime.stream import StreamRegistry
@@ -99,10 +101,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     bus = Bus(channels)
 
-    async def announce(user_id: str, online: bool) -> None:
-        await bus.publish({"t": "presence", "user": user_id, "online": online}, [PRESENCE])
-
     sessions = make_sessionmaker(engine)
+
+    def presence_audience(user_id: str) -> list[str]:
+        with sessions() as session:
+            return [person_channel(peer) for peer in recent_peers(session, user_id)] + [PRESENCE]
+
+    async def announce(user_id: str, online: bool) -> None:
+        """To the people who have a conversation with this person, and to the admins: not to everyone, which
+        made every connect O(people online) and a reconnect storm O(N²)."""
+        try:
+            channels = await to_thread.run_sync(presence_audience, user_id)
+        except Exception:  # the database is away: the admins still hear it
+            log.exception("presence audience of %s", user_id)
+            channels = [PRESENCE]
+        await bus.publish({"t": "presence", "user": user_id, "online": online}, channels)
+
     state = State(
         {
             "settings": settings,
@@ -113,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "bus": bus,
             "presence": make_presence(settings, announce),
             "broker": broker,
-            "streams": StreamRegistry(settings.streams_per_person),
+            "streams": StreamRegistry(settings.streams_per_person, settings.sse_ping_seconds),
             "limiter": RedisRateLimiter(settings.broker_url) if settings.broker_url else RateLimiter(),
         }
     )
@@ -126,11 +140,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kefu-handler")
         asyncio.get_running_loop().set_default_executor(executor)
         await state.bus.start()
+        await state.streams.start()
         await state.presence.start()
         await state.webhooks.start()
 
     async def stop_presence() -> None:
         await state.webhooks.stop()
+        await state.streams.stop()
         await state.presence.stop()
 
     return Litestar(

@@ -135,6 +135,21 @@ def get_membership(session: Session, conversation_id: int, user_id: str) -> Memb
     return member
 
 
+PRESENCE_AUDIENCE = 500
+
+
+def recent_peers(session: Session, user_id: str, limit: int = PRESENCE_AUDIENCE) -> list[str]:
+    """The people whose lists show this person near the top: those told live when they come and go.
+    (Further down a list, the dot is drawn from the server's presence when that page of the list loads.)"""
+    query = (
+        select(Member.peer_id)
+        .where(Member.user_id == user_id)
+        .order_by(Member.last_activity_at.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
 def participants(conversation: Conversation) -> tuple[str, str]:
     return conversation.user_a, conversation.user_b
 

@@ -3,6 +3,11 @@
 Order of work on connect: subscribe first, then replay stored messages after Last-Event-ID from the
 database, then go live, skipping anything the replay already sent. Every event carries an `id:`, the
 highest message id this stream has delivered, so a reconnect resumes exactly where it stopped.
+
+Built to hold ten thousand idle streams per process: each stream is one async generator reading its channel
+subscriber's queue, with no task, queue or timer of its own. Pings come from one ticker for all streams
+(`StreamRegistry.run_pings`), and an event published to many streams is decoded and encoded once
+(`frame_of`), so a stream only adds its own `id:` line.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 from anyio import to_thread
-from litestar.channels import ChannelsPlugin
-from litestar.response import ServerSentEventMessage
+from litestar.channels import ChannelsPlugin, Subscriber
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat.messages import messages_after
@@ -32,30 +39,111 @@ REPLAY_BATCH = 200
 RETRY_MS = 2000
 RenderMessage = Callable[[Message, object], str]
 
+# Put straight into a subscriber's queue by this process (never published): compared by value.
+PING = b"ping"
+CLOSE = b"close"  # too many streams of one person: the oldest gives way
 
-CLOSE = b'{"t": "close"}'
+# data=None in SSE terms: a comment only. An empty `data:` line would make EventSource dispatch an empty message.
+CONNECTED = f": connected\nretry: {RETRY_MS}\n\n".encode()
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def sse_fields(event: str, data: str) -> bytes:
+    """`event:` and `data:` lines of one SSE event, with its blank line; `id:` is added per stream."""
+    lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    return f"event: {event}\n{lines}\n".encode()
+
+
+def with_id(event_id: int, fields: bytes) -> bytes:
+    return b"id: %d\n%b" % (event_id, fields)
+
+
+PING_FIELDS = sse_fields("ping", "ping")
+
+
+class Frame(NamedTuple):
+    """A published event, decoded once for every stream that receives it."""
+
+    kind: str  # message, read, presence, resync, or "" for anything this version does not know
+    message_id: int = 0
+    fields: bytes = b""
+
+
+@lru_cache(maxsize=4096)
+def frame_of(raw: bytes) -> Frame:
+    """The channels plugin hands the same bytes object to every subscriber, so this cache decodes each published
+    event once per process, however many streams it goes to."""
+    try:
+        event = json.loads(raw)
+        kind = event.get("t")
+        if kind == "message":
+            return Frame("message", int(event["id"]), sse_fields("message", str(event["html"])))
+        if kind in ("read", "presence"):
+            data = json.dumps({k: v for k, v in event.items() if k != "t"})
+            return Frame(kind, 0, sse_fields(kind, data))
+        if kind == "resync":
+            return Frame("resync")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignored a malformed event: %r", raw[:200])
+    return Frame("")
 
 
 class StreamRegistry:
-    """The open streams of each person in this process; past the limit, the oldest one is closed."""
+    """The open streams of this process: per person (past the limit, the oldest is closed), and in ping slots.
 
-    def __init__(self, limit: int) -> None:
+    One ticker pings every stream once per `ping_seconds`, a slot at a time, so that 10,000 streams do not all
+    write at the same instant and no stream needs a timer of its own."""
+
+    def __init__(self, limit: int, ping_seconds: float = 15.0) -> None:
         self.limit = limit
-        self._streams: dict[str, deque[asyncio.Queue[bytes]]] = defaultdict(deque)
+        self.ping_seconds = ping_seconds
+        self._by_person: dict[str, deque[Subscriber]] = defaultdict(deque)
+        self._slots: list[set[Subscriber]] = [set() for _ in range(max(1, min(15, int(ping_seconds))))]
+        self._slot_of: dict[Subscriber, int] = {}
+        self._next_slot = 0
+        self._ticker: asyncio.Task[None] | None = None
 
-    def add(self, user_id: str, queue: asyncio.Queue[bytes]) -> None:
-        streams = self._streams[user_id]
-        streams.append(queue)
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def add(self, user_id: str, subscriber: Subscriber) -> None:
+        streams = self._by_person[user_id]
+        streams.append(subscriber)
         while len(streams) > self.limit:
             streams.popleft().put_nowait(CLOSE)
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % len(self._slots)
+        self._slots[slot].add(subscriber)
+        self._slot_of[subscriber] = slot
 
-    def remove(self, user_id: str, queue: asyncio.Queue[bytes]) -> None:
-        streams = self._streams.get(user_id)
+    def remove(self, user_id: str, subscriber: Subscriber) -> None:
+        streams = self._by_person.get(user_id)
         if streams is not None:
             with contextlib.suppress(ValueError):
-                streams.remove(queue)
+                streams.remove(subscriber)
             if not streams:
-                del self._streams[user_id]
+                del self._by_person[user_id]
+        slot = self._slot_of.pop(subscriber, None)
+        if slot is not None:
+            self._slots[slot].discard(subscriber)
+
+    async def run_pings(self) -> None:
+        tick = self.ping_seconds / len(self._slots)
+        slot = 0
+        while True:
+            await asyncio.sleep(tick)
+            for subscriber in tuple(self._slots[slot]):
+                subscriber.put_nowait(PING)  # a full queue (a stuck client) simply misses this ping
+            slot = (slot + 1) % len(self._slots)
+
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self.run_pings())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
 
 
 @dataclass(frozen=True)
@@ -64,10 +152,14 @@ class Viewer:
     is_admin: bool = False
 
     def channels(self) -> list[str]:
-        return [ADMINS, PRESENCE] if self.is_admin else [person_channel(self.user_id), PRESENCE]
+        """People hear their own channel (their messages, read receipts, and their peers' presence); admins hear
+        every conversation and everyone's presence."""
+        return [ADMINS, PRESENCE] if self.is_admin else [person_channel(self.user_id)]
 
 
 class EventStream:
+    """Iterates the bytes of one tab's SSE response."""
+
     def __init__(
         self,
         viewer: Viewer,
@@ -76,8 +168,7 @@ class EventStream:
         presence: Presence,
         sessions: sessionmaker[Session],
         render_message: RenderMessage,
-        ping_seconds: float = 15.0,
-        registry: StreamRegistry | None = None,
+        registry: StreamRegistry,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.viewer = viewer
@@ -88,81 +179,66 @@ class EventStream:
         self._presence = presence
         self._sessions = sessions
         self._render = render_message
-        self._ping = ping_seconds
-        self._registry = registry or StreamRegistry(limit=1_000_000)
+        self._registry = registry
         self._still_allowed = still_allowed  # checked at every ping: an ended admin session ends its stream
 
-    async def __aiter__(self) -> AsyncIterator[ServerSentEventMessage]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         subscriber = await self._channels.subscribe(self.viewer.channels())
-        self._registry.add(self.viewer.user_id, queue)
+        self._registry.add(self.viewer.user_id, subscriber)
         try:
-            async with subscriber.run_in_background(queue.put, join=False):
-                if not self.viewer.is_admin:
-                    await self._presence.stream_opened(self.viewer.user_id)
-                try:
-                    # data=None: a comment only. Litestar's default data="" writes an empty `data:` line, which
-                    # EventSource dispatches as a `message` event with empty data and no id.
-                    yield ServerSentEventMessage(comment="connected", retry=RETRY_MS, data=None)
-                    async for event in self._replay():
-                        yield event
-                    while True:
-                        try:
-                            raw = await asyncio.wait_for(queue.get(), self._ping)
-                        except TimeoutError:
-                            if self._still_allowed is not None and not await self._still_allowed():
-                                yield ServerSentEventMessage(event="closed", data="signed-out", id=self.watermark)
-                                return
-                            yield ServerSentEventMessage(event="ping", data="ping", id=self.watermark)
-                            continue
-                        data = json.loads(raw)
-                        if data.get("t") == "close":  # too many streams: this, the oldest, gives way
-                            yield ServerSentEventMessage(event="closed", data="too-many-streams", id=self.watermark)
+            if not self.viewer.is_admin:
+                await self._presence.stream_opened(self.viewer.user_id)
+            try:
+                yield CONNECTED
+                async for chunk in self._replay():
+                    yield chunk
+                async with contextlib.aclosing(subscriber.iter_events()) as events:
+                    async for raw in events:
+                        chunk, last = await self._on_event(raw)
+                        if chunk:
+                            yield chunk
+                        if last:
                             return
-                        if data.get("t") == "resync":  # the broker was away: catch up from the database
-                            async for event in self._replay():
-                                yield event
-                            continue
-                        event = self._live_event(data)
-                        if event is not None:
-                            yield event
-                finally:
-                    if not self.viewer.is_admin:
-                        self._presence.stream_closed(self.viewer.user_id)
+            finally:
+                if not self.viewer.is_admin:
+                    self._presence.stream_closed(self.viewer.user_id)
         finally:
-            self._registry.remove(self.viewer.user_id, queue)
+            self._registry.remove(self.viewer.user_id, subscriber)
             await self._channels.unsubscribe(subscriber)
 
-    async def _replay(self) -> AsyncIterator[ServerSentEventMessage]:
+    async def _on_event(self, raw: bytes) -> tuple[bytes, bool]:
+        """The bytes to send for one queued event (b"" for nothing), and whether the stream ends after them."""
+        if raw == PING:
+            if self._still_allowed is not None and not await self._still_allowed():
+                return with_id(self.watermark, sse_fields("closed", "signed-out")), True
+            return with_id(self.watermark, PING_FIELDS), False
+        if raw == CLOSE:
+            return with_id(self.watermark, sse_fields("closed", "too-many-streams")), True
+        frame = frame_of(raw)
+        if frame.kind == "resync":  # the broker was away: catch up from the database
+            return b"".join([chunk async for chunk in self._replay()]), False
+        if frame.kind == "message":
+            if frame.message_id <= self.resume_from or frame.message_id in self.replayed:
+                return b"", False  # delivered before the reconnect, or by the replay just now
+            self.watermark = max(self.watermark, frame.message_id)
+            return with_id(self.watermark, frame.fields), False
+        if frame.kind in ("read", "presence"):
+            return with_id(self.watermark, frame.fields), False
+        return b"", False
+
+    async def _replay(self) -> AsyncIterator[bytes]:
         while True:
             batch = await to_thread.run_sync(self._load_after, self.watermark)
-            for message_id, conversation_id, sender_id, html in batch:
+            for message_id, html in batch:
                 self.replayed.add(message_id)
-                yield self._message_event(message_id, conversation_id, sender_id, html)
+                self.watermark = max(self.watermark, message_id)
+                yield with_id(self.watermark, sse_fields("message", html))
             if len(batch) < REPLAY_BATCH:
                 return
 
-    def _load_after(self, after: int) -> list[tuple[int, int, str, str]]:
+    def _load_after(self, after: int) -> list[tuple[int, str]]:
         viewer_id = None if self.viewer.is_admin else self.viewer.user_id
         with self._sessions() as session:
             messages = messages_after(session, viewer_id, after, REPLAY_BATCH)
             senders = get_users(session, {m.sender_id for m in messages})
-            return [(m.id, m.conversation_id, m.sender_id, self._render(m, senders.get(m.sender_id)))
-                    for m in messages]
-
-    def _message_event(self, message_id: int, conversation_id: int, sender_id: str,
-                       html: str) -> ServerSentEventMessage:
-        self.watermark = max(self.watermark, message_id)
-        return ServerSentEventMessage(event="message", data=html, id=self.watermark)
-
-    def _live_event(self, event: dict) -> ServerSentEventMessage | None:
-        kind = event.get("t")
-        if kind == "message":
-            message_id = int(event["id"])
-            if message_id <= self.resume_from or message_id in self.replayed:
-                return None  # delivered before the reconnect, or by the replay just now
-            return self._message_event(message_id, int(event["cid"]), str(event["sender"]), str(event["html"]))
-        if kind in {"read", "presence"}:
-            data = {k: v for k, v in event.items() if k != "t"}
-            return ServerSentEventMessage(event=kind, data=json.dumps(data), id=self.watermark)
-        return None
+            return [(m.id, self._render(m, senders.get(m.sender_id))) for m in messages]

@@ -6,7 +6,8 @@ from anyio import to_thread
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
-from litestar.response import ServerSentEvent
+from litestar.response import Stream
+from sqlalchemy.orm import Session
 
 from app.chat.messages import latest_message_id
 from app.chat.people import get_user
@@ -25,27 +26,28 @@ def _resume_point(request: Request) -> int | None:
     return int(raw)
 
 
-def _viewer(request: Request, state: State) -> Viewer | None:
+def _viewer(request: Request, session: Session) -> Viewer | None:
     """The person this tab acts for; with `?monitor=1`, the signed-in admin (who sees everything)."""
+    if request.query_params.get("monitor") == "1":
+        admin = current_admin(request, session)
+        return Viewer(user_id=admin.user_id, is_admin=True) if admin else None
+    user_id = acting_person_id(request)
+    user = get_user(session, user_id) if user_id else None
+    if user is None or user.role == "admin":
+        return None
+    return Viewer(user_id=user.id)
+
+
+def _viewer_and_latest(request: Request, state: State) -> tuple[Viewer | None, int]:
+    """Who is asking, and the newest stored message id, in one trip to a worker thread."""
     with state.sessions() as session:
-        if request.query_params.get("monitor") == "1":
-            admin = current_admin(request, session)
-            return Viewer(user_id=admin.user_id, is_admin=True) if admin else None
-        user_id = acting_person_id(request)
-        user = get_user(session, user_id) if user_id else None
-        if user is None or user.role == "admin":
-            return None
-        return Viewer(user_id=user.id)
+        viewer = _viewer(request, session)
+        return viewer, (latest_message_id(session) if viewer else 0)
 
 
 def _admin_still_signed_in(request: Request, state: State) -> bool:
     with state.sessions() as session:
         return current_admin(request, session) is not None
-
-
-def _latest_message_id(state: State) -> int:
-    with state.sessions() as session:
-        return latest_message_id(session)
 
 
 def _revalidation(request: Request, state: State):  # type: ignore[no-untyped-def]
@@ -58,12 +60,11 @@ def _revalidation(request: Request, state: State):  # type: ignore[no-untyped-de
 
 
 @get("/events", include_in_schema=False)
-async def events(request: Request, state: State) -> ServerSentEvent:
-    viewer = await to_thread.run_sync(_viewer, request, state)
+async def events(request: Request, state: State) -> Stream:
+    viewer, latest = await to_thread.run_sync(_viewer_and_latest, request, state)
     if viewer is None:
         raise NotAuthorizedException()
     resume_from = _resume_point(request)
-    latest = await to_thread.run_sync(_latest_message_id, state)
     # An id beyond every stored message (a database restored from a backup, a number too big for the column) would
     # hold back every live message up to it, or fail the replay query: the client has at most everything there is.
     resume_from = latest if resume_from is None else min(resume_from, latest)
@@ -74,11 +75,11 @@ async def events(request: Request, state: State) -> ServerSentEvent:
         presence=state.presence,
         sessions=state.sessions,
         render_message=render_message,
-        ping_seconds=state.settings.sse_ping_seconds,
         registry=state.streams,
         still_allowed=_revalidation(request, state) if viewer.is_admin else None,
     )
-    return ServerSentEvent(
+    return Stream(
         stream,
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
