@@ -5,12 +5,13 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, insert, inspect, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.chat import webhooks
-from app.chat.conversations import get_conversation, get_membership
-from app.chat.errors import InvalidInput
+from app.chat.conversations import get_conversation
+from app.chat.errors import Forbidden, InvalidInput, NotFound
 from app.db.models import Conversation, Member, Message, User, utcnow
 from app.i18n import gettext as _
 
@@ -34,8 +35,8 @@ def clean_body(raw: str | None) -> str:
 
 def send_message(session: Session, conversation_id: int, sender_id: str, raw_body: str | None) -> Message:
     """Store a text message from a participant and move the conversation to the top of both lists."""
-    get_membership(session, conversation_id, sender_id)
-    return store_message(session, conversation_id, sender_id, clean_body(raw_body))
+    lock_conversation(session, conversation_id, sender_id)
+    return store_message(session, conversation_id, sender_id, clean_body(raw_body), locked=True)
 
 
 SYSTEM_USER_ID = "kefu-system"
@@ -67,36 +68,63 @@ def message_data(message: Message) -> dict[str, Any]:
     return data
 
 
+def lock_conversation(session: Session, conversation_id: int, sender_id: str | None) -> tuple[str, str]:
+    """Lock the conversation row for a new message and return its two participants (NotFound, or Forbidden when
+    `sender_id` is not one of them; None for system notices). Concurrent sends to one conversation queue here
+    instead of deadlocking on MariaDB (the insert's shared lock on the parent row, then the update's exclusive
+    one)."""
+    row = session.execute(
+        select(Conversation.user_a, Conversation.user_b).where(Conversation.id == conversation_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFound("conversation")
+    if sender_id is not None and sender_id not in row:
+        raise Forbidden("not a participant")
+    return row[0], row[1]
+
+
 def store_message(session: Session, conversation_id: int, sender_id: str, body: str, kind: str = "text",
-                  announce: bool = True) -> Message:
+                  announce: bool = True, locked: bool = False) -> Message:
     """Store an already validated message (text, or the name of a file) from a participant, or a notice.
-    `announce=False` leaves the webhook event to the caller (an upload adds its attachment first)."""
-    # Lock the conversation first: concurrent sends to one conversation then queue here instead of
-    # deadlocking on MariaDB (the insert's shared lock on the parent row, then the update's exclusive one).
-    session.execute(select(Conversation.id).where(Conversation.id == conversation_id).with_for_update())
-    member = None if kind == "system" else get_membership(session, conversation_id, sender_id)
+    `announce=False` leaves the webhook event to the caller (an upload adds its attachment first);
+    `locked=True`: the caller has already called lock_conversation.
+
+    The hot path of the whole app, hence Core statements: lock, insert, two updates (and the webhook
+    subscriptions), no ORM loads."""
+    if not locked:
+        lock_conversation(session, conversation_id, None if kind == "system" else sender_id)
     now = utcnow()
-    message = Message(conversation_id=conversation_id, sender_id=sender_id, kind=kind, body=body, created_at=now)
-    session.add(message)
-    session.flush()
+    values = {"conversation_id": conversation_id, "sender_id": sender_id, "kind": kind, "body": body,
+              "created_at": now}
+    message_id = session.execute(insert(Message.__table__).values(**values)).inserted_primary_key[0]
+    conversations, members = Conversation.__table__.c, Member.__table__.c
     session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id)
-        .values(last_message_id=message.id, last_activity_at=now, message_count=Conversation.message_count + 1)
-        .execution_options(synchronize_session=False)
+        update(Conversation.__table__)
+        .where(conversations.id == conversation_id)
+        .values(last_message_id=message_id, last_activity_at=now, message_count=conversations.message_count + 1)
     )
-    session.execute(
-        update(Member)
-        .where(Member.conversation_id == conversation_id)
-        .values(last_activity_at=now)
-        .execution_options(synchronize_session=False)
+    session.execute(  # both lists move up; the sender has read everything up to their own message
+        update(Member.__table__)
+        .where(members.conversation_id == conversation_id)
+        .values(last_activity_at=now, last_read_message_id=case(
+            (members.user_id == sender_id, message_id), else_=members.last_read_message_id))
     )
-    if member is not None:  # the sender has read everything up to their own message
-        member.last_read_message_id = max(member.last_read_message_id, message.id)
-    session.flush()
+    _forget_stale(session, conversation_id, sender_id)
+    message = Message(id=message_id, **values)
+    make_transient_to_detached(message)
+    session.add(message)  # persistent without a SELECT; a file's attachment is added by the caller
+    set_committed_value(message, "attachment", None)
     if announce:
         webhooks.enqueue(session, "message.created", message_data(message))
     return message
+
+
+def _forget_stale(session: Session, conversation_id: int, sender_id: str) -> None:
+    """The updates above bypassed the ORM: reload the conversation and membership if this session holds them."""
+    for model, key in ((Conversation, (conversation_id,)), (Member, (conversation_id, sender_id))):
+        loaded = session.identity_map.get(inspect(model).identity_key_from_primary_key(key))
+        if loaded is not None:
+            session.expire(loaded)
 
 
 def get_message(session: Session, message_id: int) -> Message | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
@@ -39,6 +39,12 @@ def make_channels_plugin(broker_url: str, status: BrokerStatus) -> ChannelsPlugi
     return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=2000)
 
 
+class Announcement(NamedTuple):
+    html: str
+    event: dict[str, Any]
+    channels: list[str]
+
+
 class Bus:
     """Publishes domain events to the channels of the people who may see them."""
 
@@ -66,17 +72,19 @@ class Bus:
     def conversation_channels(participant_ids: tuple[str, str]) -> list[str]:
         return [person_channel(uid) for uid in participant_ids] + [ADMINS]
 
-    def message_created(self, message_id: int, conversation_id: int, participant_ids: tuple[str, str],
-                        sender_id: str, html: str) -> None:
-        event = {"t": "message", "id": message_id, "cid": conversation_id, "sender": sender_id, "html": html}
-        self.publish_from_thread(event, self.conversation_channels(participant_ids))
+    def message_created(self, message: Message, sender: User | None,
+                        participant_ids: tuple[str, str]) -> Announcement:
+        """A stored message rendered once, and its event for both participants and the admins (not yet sent)."""
+        html = render_message(message, sender)
+        event = {"t": "message", "id": message.id, "cid": message.conversation_id, "sender": message.sender_id,
+                 "html": html}
+        return Announcement(html, event, self.conversation_channels(participant_ids))
 
     def announce(self, message: Message, sender: User | None, conversation: Conversation) -> str:
-        """Render a stored message once and publish it to both participants and the admins; returns the HTML."""
-        html = render_message(message, sender)
-        self.message_created(message.id, conversation.id, (conversation.user_a, conversation.user_b),
-                             message.sender_id, html)
-        return html
+        """From a worker thread: render a stored message and publish it; returns the HTML."""
+        announcement = self.message_created(message, sender, (conversation.user_a, conversation.user_b))
+        self.publish_from_thread(announcement.event, announcement.channels)
+        return announcement.html
 
     def read_moved(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
                    up_to: int) -> None:

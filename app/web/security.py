@@ -6,7 +6,6 @@ is in KEFU_TRUSTED_PROXIES (uvicorn's ProxyHeadersMiddleware does that part, bef
 
 from __future__ import annotations
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -42,30 +41,35 @@ class SecurityHeadersMiddleware:
             "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             f"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors {frame_ancestors}"
         )
+        self.raw = [(name.encode(), value.encode()) for name, value in self.headers.items()]
+        docs = {**self.headers, "content-security-policy": self.docs_policy}
+        self.docs_raw = [(name.encode(), value.encode()) for name, value in docs.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         https = scope.get("scheme") == "https"
-        policy = self.headers
-        if scope.get("path", "").startswith(API_DOC_PAGES):
-            policy = {**self.headers, "content-security-policy": self.docs_policy}
+        policy = self.docs_raw if scope.get("path", "").startswith(API_DOC_PAGES) else self.raw
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                for name, value in policy.items():
-                    if name not in headers:  # downloads bring a stricter policy of their own
-                        headers[name] = value
-                if https:
-                    headers["strict-transport-security"] = "max-age=31536000"
-                    cookies = headers.getall("set-cookie", [])
-                    if cookies:
-                        del headers["set-cookie"]
-                        for cookie in cookies:
-                            secure = "; secure" in cookie.lower()
-                            headers.add("set-cookie", cookie if secure else cookie + "; Secure")
+                message["headers"] = with_security_headers(list(message.get("headers", ())), policy, https)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def with_security_headers(headers: list[tuple[bytes, bytes]], policy: list[tuple[bytes, bytes]],
+                          https: bool) -> list[tuple[bytes, bytes]]:
+    """Raw ASGI header pairs (this runs for every response, so no header objects are built)."""
+    present = {name.lower() for name, _ in headers}
+    headers.extend(pair for pair in policy if pair[0] not in present)  # downloads bring a stricter policy
+    if https:
+        headers = [
+            (name, value + b"; Secure")
+            if name.lower() == b"set-cookie" and b"; secure" not in value.lower() else (name, value)
+            for name, value in headers
+        ]
+        headers.append((b"strict-transport-security", b"max-age=31536000"))
+    return headers
