@@ -609,6 +609,12 @@ async def open_streams(people: Sequence[Person], server: Server, concurrency: in
     return streams
 
 
+def expected_presence(streams: Sequence[Stream]) -> int:
+    """Presence goes to the people who share a conversation: in each pair, whoever connects second is announced
+    to the first (both ways when they connect at the same moment, hence "at least")."""
+    return len(streams) // 2
+
+
 async def settle(streams: Sequence[Stream], quiet: float = 1.0, cap: float = 90.0,
                  expected: int | None = None) -> float:
     """Wait until the presence events of the connects have died down: `expected` of them received (when known;
@@ -972,7 +978,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             started = time.monotonic()
             streams = await connect_pairs(pairs, server, args.concurrency * 4)
             connect_s = round(time.monotonic() - started, 1)
-            expected = len(streams) * (len(streams) + 1) // 2  # the k-th person online is told to k streams
+            expected = expected_presence(streams)
             broker = args.workers[0] > 1 or args.broker
             settle_s = await settle(streams, cap=args.settle_cap, expected=None if broker else expected)
             presence = sum(s.counts["presence"] for s in streams)
@@ -1036,7 +1042,7 @@ async def capacity_for(args: argparse.Namespace, workers: int) -> dict[str, Any]
             pairs = await sign_in_pairs(clients, 1, args.pairs, args.concurrency)
             streams = await connect_pairs(pairs, server, args.concurrency * 4)
             await settle(streams, cap=args.settle_cap,
-                         expected=None if broker else len(streams) * (len(streams) + 1) // 2)
+                         expected=None if broker else expected_presence(streams))
             dead_streams = None
             if broker:
                 dead_streams, streams = await verify_streams(clients, pairs, server, args.concurrency)

@@ -47,14 +47,17 @@ def list_webhooks(session: Session) -> list[Webhook]:
     return list(session.scalars(select(Webhook).order_by(Webhook.id)))
 
 
+_SUBSCRIPTIONS = select(Webhook.__table__.c.id, Webhook.__table__.c.events)  # prebuilt: runs for every message
+
+
 def enqueue(session: Session, event: str, data: dict[str, Any]) -> None:
     """Store one delivery per subscribed webhook, inside the caller's transaction."""
-    hooks = [h for h in session.scalars(select(Webhook)) if event in h.events.split(",")]
-    if not hooks:
+    hook_ids = [row.id for row in session.connection().execute(_SUBSCRIPTIONS) if event in row.events.split(",")]
+    if not hook_ids:
         return
     now = utcnow()
-    for hook in hooks:
-        delivery = WebhookDelivery(webhook_id=hook.id, event=event, payload="", next_attempt_at=now, created_at=now)
+    for hook_id in hook_ids:
+        delivery = WebhookDelivery(webhook_id=hook_id, event=event, payload="", next_attempt_at=now, created_at=now)
         session.add(delivery)
         session.flush()
         delivery.payload = json.dumps(

@@ -18,7 +18,7 @@ from app.chat import audit, links, quick_replies
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
-from app.chat.people import get_user, upsert_user
+from app.chat.people import get_person_detached, get_user, upsert_user
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime.bus import Announcement, Bus
@@ -92,7 +92,7 @@ def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int
 def store_text(request: Request, state: State, raw_cid: str, body: str | None) -> Announcement | Response:
     """Check, store and render a typed message (in a worker thread): its announcement, or the composer's error."""
     with state.sessions() as db:
-        me = current_person(request, db, write=True)
+        me = current_person(request, db, write=True, lookup=get_person_detached)
         participants = msgs.lock_conversation(db, parse_id(raw_cid), me.id)  # 404, 403
         if (refused := rate_limited(state, "message", me.id)) is not None:
             return refused

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from anyio import to_thread
 from litestar import Request
@@ -18,6 +18,7 @@ from app.web.errors import public_error
 from app.web.identity import acting_person_id, read_admin_cookie
 
 MAX_ID = 2**63 - 1
+PersonLookup = Callable[[Session, str], User | None]
 
 
 async def provide_db(state: State) -> AsyncIterator[Session]:
@@ -41,11 +42,11 @@ def current_admin(request: Request, db: Session) -> AdminAccount | None:
     return account
 
 
-def current_person(request: Request, db: Session, write: bool = False) -> User:
+def current_person(request: Request, db: Session, write: bool = False, lookup: PersonLookup = get_user) -> User:
     """The signed-in person acting on this request: 401 when there is none, 403 for admins on write routes
     (admins read every conversation and write none)."""
     user_id = acting_person_id(request)
-    user = get_user(db, user_id) if user_id else None
+    user = lookup(db, user_id) if user_id else None
     if (write or user is None) and current_admin(request, db) is not None:
         raise public_error(PermissionDeniedException, _("管理员只能查看会话，不能发送或修改任何内容。"))
     if user is None or user.role == "admin":
