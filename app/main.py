@@ -136,8 +136,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine.dispose()
 
     async def start_bus() -> None:
-        # Sync handlers run in this pool; the loop's default (cores + 4 threads) starves under load.
-        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kefu-handler")
+        # Sync handlers and database work run in anyio's worker threads (and the loop's executor, for
+        # publish_from_thread callers). Enough threads to overlap the waits on MariaDB; more only queue for the
+        # GIL: under overload 32 threads spent more CPU handing it over than serving (docs/performance.md).
+        threads = settings.worker_threads
+        to_thread.current_default_thread_limiter().total_tokens = threads
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kefu-handler")
         asyncio.get_running_loop().set_default_executor(executor)
         await state.bus.start()
         await state.streams.start()

@@ -257,6 +257,8 @@ def server_env(args: argparse.Namespace, var_dir: Path, broker: bool) -> dict[st
     )
     if broker:
         env["KEFU_BROKER_URL"] = args.broker_url
+    if args.worker_threads:
+        env["KEFU_WORKER_THREADS"] = str(args.worker_threads)
     return env
 
 
@@ -1223,6 +1225,8 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--grace", type=positive(float, 60), default=5.0,
                         help="seconds to wait for late messages before counting them lost")
     common.add_argument("--concurrency", type=positive(int, 256), default=16, help="parallel sign-ins")
+    common.add_argument("--worker-threads", type=positive(int, 1000), default=None,
+                        help="KEFU_WORKER_THREADS of the server (default: the server's own, 8)")
     common.add_argument("--ping-seconds", type=positive(float, 3600), default=15.0, help="KEFU_SSE_PING_SECONDS")
     common.add_argument("--deadline", type=positive(float, 1800), default=480.0,
                         help="hard cap on the whole run, in seconds")
