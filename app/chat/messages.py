@@ -149,7 +149,13 @@ def latest_messages(session: Session, conversation_id: int, limit: int = PAGE_SI
 def messages_before(
     session: Session, conversation_id: int, before: int | None, limit: int = PAGE_SIZE
 ) -> tuple[list[Message], bool]:
-    query = select(Message).where(Message.conversation_id == conversation_id)
+    # MariaDB otherwise walks the index backwards from the newest message with only its first column and reads
+    # every row on the way: 50,000 rows and 110 ms for a page from the middle of 100,000 messages, 1 ms with it.
+    query = (
+        select(Message)
+        .with_hint(Message, "FORCE INDEX (ix_messages_conversation_id)", "mysql")
+        .where(Message.conversation_id == conversation_id)
+    )
     if before is not None:
         query = query.where(Message.id < before)
     rows = list(session.scalars(query.order_by(Message.id.desc()).limit(limit + 1)))
