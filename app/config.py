@@ -51,7 +51,7 @@ class Settings:
     streams_per_person: int = 20
     webhook_poll_seconds: float = 1.0
     webhook_backoff_seconds: float = 10.0
-    worker_threads: int = 8  # database work runs in threads; more of them only fight over the GIL
+    worker_threads: int = 16  # database work runs in threads; more of them only fight over the GIL
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -74,7 +74,7 @@ class Settings:
             "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
             "webhook_backoff_seconds": float(env.get("KEFU_WEBHOOK_BACKOFF_SECONDS", "10") or 10),
             "webhook_poll_seconds": float(env.get("KEFU_WEBHOOK_POLL_SECONDS", "1") or 1),
-            "worker_threads": max(1, int(env.get("KEFU_WORKER_THREADS", "8") or 8)),
+            "worker_threads": max(1, int(env.get("KEFU_WORKER_THREADS", "16") or 16)),
             "streams_per_person": int(env.get("KEFU_STREAMS_PER_PERSON", "20") or 20),
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",
             "trusted_proxies": tuple(p.strip() for p in env.get("KEFU_TRUSTED_PROXIES", "").split(",") if p.strip()),

@@ -419,7 +419,9 @@ def http_client(server: Server, connections: int) -> httpx.AsyncClient:
         base_url=server.url,
         cookies=jar,
         timeout=httpx.Timeout(30.0, pool=60.0),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        # uvicorn closes a connection idle for 5 s; a POST sent on it at that moment fails with ReadError. Browsers
+        # retry such a request; here the client lets go of idle connections first.
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=3.0),
     )
 
 
@@ -1226,7 +1228,7 @@ def parser() -> argparse.ArgumentParser:
                         help="seconds to wait for late messages before counting them lost")
     common.add_argument("--concurrency", type=positive(int, 256), default=16, help="parallel sign-ins")
     common.add_argument("--worker-threads", type=positive(int, 1000), default=None,
-                        help="KEFU_WORKER_THREADS of the server (default: the server's own, 8)")
+                        help="KEFU_WORKER_THREADS of the server (default: the server's own, 16)")
     common.add_argument("--ping-seconds", type=positive(float, 3600), default=15.0, help="KEFU_SSE_PING_SECONDS")
     common.add_argument("--deadline", type=positive(float, 1800), default=480.0,
                         help="hard cap on the whole run, in seconds")
