@@ -1,4 +1,4 @@
-"""An admin's open monitor stream ends at the next ping once the admin is disabled."""
+"""An admin's monitor stream: it hears everyone's presence, and ends at the next ping once the admin is disabled."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from app.chat.admins import create_admin, set_disabled
 from app.db.engine import make_engine, make_sessionmaker
 from tests.admin_support import PASSWORD, post_login
-from tests.support import ServerProcess, SSEReader, free_port, server_env
+from tests.support import ServerProcess, SSEReader, free_port, json_data, server_env, sign_in
 
 
 def test_disabling_an_admin_ends_their_open_monitor_stream(sqlite_url: str, tmp_path: Path) -> None:
@@ -36,3 +36,27 @@ def test_disabling_an_admin_ends_their_open_monitor_stream(sqlite_url: str, tmp_
     finally:
         server.stop()
         engine.dispose()
+
+
+def test_the_monitor_hears_everyones_presence(sqlite_url: str, tmp_path: Path) -> None:
+    """People hear only their peers come and go; the admins watching every conversation hear everyone."""
+    engine = make_engine(sqlite_url)
+    with make_sessionmaker(engine)() as session:
+        create_admin(session, "a1", "ops", PASSWORD)
+        session.commit()
+    engine.dispose()
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as admin, \
+                httpx.Client(base_url=server.url, timeout=10) as person:
+            assert post_login(admin, "ops", PASSWORD).status_code == 303
+            sign_in(person, "m3")  # no conversation with anyone yet
+            with admin.stream("GET", "/events", params={"monitor": "1"}) as response:
+                monitor = SSEReader(response)
+                monitor.next_of("ping")
+                with person.stream("GET", "/events") as own:
+                    SSEReader(own).next_of("ping")
+                    assert json_data(monitor.next_of("presence")) == {"user": "m3", "online": True}
+                assert json_data(monitor.next_of("presence")) == {"user": "m3", "online": False}
+    finally:
+        server.stop()

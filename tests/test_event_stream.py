@@ -329,6 +329,24 @@ def test_presence_follows_open_streams_with_a_grace_period(server: ServerProcess
     assert PRESENCE_GRACE_SECONDS - 0.5 <= waited <= 5  # not at once: a page reload does not flicker
 
 
+def test_presence_is_told_only_to_people_who_share_a_conversation(server: ServerProcess, browser: OpenBrowser) -> None:
+    """Who is online is not broadcast to everyone: b2, who never talked to m1, is not told when m1 comes online
+    (nor is their stream flooded with the comings and goings of every person on the platform)."""
+    partner, stranger = browser(server, "b1", target="m1"), browser(server, "b2", target="m2")
+    m1 = browser(server, "m1")
+
+    def about_m1(event: Event) -> bool:
+        return json_data(event)["user"] == "m1"
+
+    with partner.events() as partner_stream, stranger.events() as stranger_stream:
+        partner_stream.opened()
+        stranger_stream.opened()
+        with m1.events():
+            assert json_data(partner_stream.wait_for("presence", where=about_m1)) == {"user": "m1", "online": True}
+            heard = stranger_stream.read_for(1.5)  # the same publish reached every subscriber long ago
+    assert [e.data for e in heard if e.event == "presence"] == []
+
+
 def test_an_idle_stream_gets_a_ping_within_seconds(server: ServerProcess, browser: OpenBrowser) -> None:
     b1, m1 = browser(server, "b1", target="m1"), browser(server, "m1")
     latest = b1.post(b1.conversation_with("m1"), "最新的一条")
