@@ -129,9 +129,11 @@ class StreamRegistry:
 
     async def run_pings(self) -> None:
         tick = self.ping_seconds / len(self._slots)
-        slot = 0
+        loop = asyncio.get_running_loop()
+        due, slot = loop.time(), 0
         while True:
-            await asyncio.sleep(tick)
+            due += tick  # on a fixed schedule: every stream is pinged every ping_seconds, not a little later
+            await asyncio.sleep(max(0.0, due - loop.time()))
             for subscriber in tuple(self._slots[slot]):
                 subscriber.put_nowait(PING)  # a full queue (a stuck client) simply misses this ping
             slot = (slot + 1) % len(self._slots)
