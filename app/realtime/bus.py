@@ -36,7 +36,9 @@ def make_channels_plugin(broker_url: str, status: BrokerStatus) -> ChannelsPlugi
         backend: ChannelsBackend = ResilientRedisBackend(redis=redis, status=status)
     else:
         backend = MemoryChannelsBackend()
-    return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=2000)
+    # No backlog limit: a full subscriber queue drops events silently, and a stream is its queue (a slow tab must
+    # get every message). Queued events are the same bytes objects for every stream: 8 bytes each per stream.
+    return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=None)
 
 
 class Announcement(NamedTuple):
