@@ -257,9 +257,15 @@ def test_oversized_headers_are_refused_and_the_server_keeps_serving(sqlite_url: 
 
     server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
-            assert sock.recv(100).startswith(b"HTTP/1.1 400")
+        heads = [  # in one piece (one read) and in many; a header and a request line
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+            b"GET /healthz?q=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        for head in heads:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(head)
+                assert sock.recv(100).startswith(b"HTTP/1.1 400"), len(head)
         assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
     finally:
         server.stop()
