@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def start_bus() -> None:
         # The app's long-lived objects (modules, mappers, templates) out of the collector's sight, and fewer young
         # collections: under load, full collections scanned them all and stopped the process for 66–102 ms every
-        # 5–7 s (p99 at 150 messages/s: 292 ms before, 153 ms after; docs/performance.md).
+        # 5–7 s; with this, none ran in the same test (docs/performance.md).
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
