@@ -93,11 +93,12 @@ def store_text(request: Request, state: State, raw_cid: str, body: str | None) -
     """Check, store and render a typed message (in a worker thread): its announcement, or the composer's error."""
     with state.sessions() as db:
         me = current_person(request, db, write=True, lookup=get_person_detached)
-        participants = msgs.lock_conversation(db, parse_id(raw_cid), me.id)  # 404, 403
+        conversation_id = parse_id(raw_cid)
+        participants = msgs.lock_conversation(db, conversation_id, me.id)  # 404, 403
         if (refused := rate_limited(state, "message", me.id)) is not None:
             return refused
         try:
-            message = msgs.store_message(db, parse_id(raw_cid), me.id, msgs.clean_body(body), locked=True)
+            message = msgs.store_message(db, conversation_id, me.id, msgs.clean_body(body), locked=True)
         except InvalidInput as error:
             db.rollback()
             return composer_error(str(error), 422)
