@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from load import commit  # the sibling script (run as `python benchmarks/page.py`, its folder is on sys.path)
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
@@ -265,18 +265,6 @@ def measure(client: Any, counter: Counter, path: str, requests: int, headers: di
         result.conversations = len(CONVERSATION_RE.findall(response.text))
         result.messages = len(MESSAGE_RE.findall(response.text))
     return result
-
-
-def commit() -> str:
-    """The code measured: HEAD, and `+changes` when app/ differs from it (the working tree is measured)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "app", "templates", "migrations"], cwd=ROOT,
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+changes" if changed else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
-from app.chat import messages as msgs
-from app.chat.people import get_user, upsert_user
+from app.chat.people import upsert_user
 from app.db.models import Conversation, Member, Message
 from app.db.seed import seed_demo
 from tests.admin_support import login_location, make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import Element, parse
+from tests.seeding import converse, say_all
 from tests.support import sign_in
 
 ROLE_LABELS = {"买家": "buyer", "商家": "merchant", "官方客服": "support"}
@@ -43,20 +43,6 @@ def admin_token(app_client: TestClient, db: Session) -> str:
     return sign_in_admin(app_client)
 
 
-def converse(db: Session, a: str, b: str) -> int:
-    me, peer = get_user(db, a), get_user(db, b)
-    assert me is not None and peer is not None
-    conversation = convs.get_or_create_conversation(db, me, peer)
-    db.commit()
-    return conversation.id
-
-
-def say(db: Session, cid: int, sender: str, *bodies: str) -> list[int]:
-    ids = [msgs.send_message(db, cid, sender, body).id for body in bodies]
-    db.commit()
-    return ids
-
-
 @pytest.fixture
 def four(db: Session) -> dict[str, int]:
     """Four conversations; by newest activity: b1–m1 (4 messages), m2–p1 (2), b2–p1 (1), b1–m3 (none)."""
@@ -64,13 +50,13 @@ def four(db: Session) -> dict[str, int]:
     shop = converse(db, "b1", "m1")
     invoice = converse(db, "b2", "p1")
     fees = converse(db, "m2", "p1")
-    say(db, shop, "b1", "板蓝根颗粒还有货吗？")
-    say(db, shop, "m1", "有的，今天就能发。")
-    say(db, shop, "b1", "好的，下单了")
-    say(db, invoice, "b2", "发票怎么开？")
-    say(db, fees, "m2", "平台服务费有疑问")
-    say(db, fees, "p1", "已收到，稍后回复您")
-    say(db, shop, "m1", "已发货 🚚")
+    say_all(db, shop, "b1", "板蓝根颗粒还有货吗？")
+    say_all(db, shop, "m1", "有的，今天就能发。")
+    say_all(db, shop, "b1", "好的，下单了")
+    say_all(db, invoice, "b2", "发票怎么开？")
+    say_all(db, fees, "m2", "平台服务费有疑问")
+    say_all(db, fees, "p1", "已收到，稍后回复您")
+    say_all(db, shop, "m1", "已发货 🚚")
     return {"shop": shop, "fees": fees, "invoice": invoice, "quiet": quiet}
 
 
@@ -223,7 +209,7 @@ def test_opening_a_conversation_shows_its_messages_and_no_way_to_write(app_clien
 def test_older_messages_of_a_long_conversation_come_in_pages(app_client: TestClient, db: Session,
                                                              admin_token: str) -> None:
     cid = converse(db, "b1", "m1")
-    ids = say(db, cid, "b1", *(f"第 {n} 条" for n in range(1, 36)))
+    ids = say_all(db, cid, "b1", *(f"第 {n} 条" for n in range(1, 36)))
     page = parse(app_client.get(f"/admin/c/{cid}").text)
     shown = [int(m.get("data-message-id") or 0) for m in page.one(testid="thread").find_all(testid="message")]
     assert shown == ids[-30:]
@@ -263,9 +249,9 @@ def test_every_write_route_answers_an_admin_with_403(app_client: TestClient, db:
 def test_looking_as_an_admin_never_marks_anything_read(app_client: TestClient, db: Session,
                                                        admin_token: str) -> None:
     shop = converse(db, "b1", "m1")
-    say(db, shop, "b1", "在吗？", "想问一下价格", "急！")
+    say_all(db, shop, "b1", "在吗？", "想问一下价格", "急！")
     help_desk = converse(db, "b2", "p1")
-    say(db, help_desk, "p1", "您好，请问有什么可以帮您？", "订单已退款")
+    say_all(db, help_desk, "p1", "您好，请问有什么可以帮您？", "订单已退款")
     marks = watermarks(db)
     assert convs.unread_counts(db, "m1") == {shop: 3}
     assert convs.unread_counts(db, "b2") == {help_desk: 2}

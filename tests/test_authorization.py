@@ -13,31 +13,16 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
-from app.chat import messages as msgs
-from app.chat.people import get_user, upsert_user
+from app.chat.people import upsert_user
 from app.db.models import Conversation, Member, Message
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.dom import parse
+from tests.seeding import converse, say
 from tests.support import TEST_SECRET, csrf_of, sign_in
 
 COOKIE = "kefu_session"
 HUGE = "99999999999999999999"
-
-
-def converse(db: Session, a: str, b: str) -> int:
-    me, peer = get_user(db, a), get_user(db, b)
-    assert me is not None and peer is not None
-    conversation = convs.get_or_create_conversation(db, me, peer)
-    db.commit()
-    return conversation.id
-
-
-def say(db: Session, cid: int, sender: str, body: str) -> int:
-    message = msgs.send_message(db, cid, sender, body)
-    db.commit()
-    return message.id
 
 
 def count(db: Session, model: type) -> int:

@@ -12,28 +12,13 @@ from litestar.testing import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
-from app.chat import messages as msgs
-from app.chat.people import get_user, upsert_user
+from app.chat.people import upsert_user
 from app.db.models import Member
 from tests.dom import Element, parse
+from tests.seeding import converse, say
 from tests.support import ServerProcess, free_port, server_env, sign_in
 
 PAGE_SIZE = 30
-
-
-def converse(db: Session, a: str, b: str) -> int:
-    me, peer = get_user(db, a), get_user(db, b)
-    assert me is not None and peer is not None
-    conversation = convs.get_or_create_conversation(db, me, peer)
-    db.commit()
-    return conversation.id
-
-
-def say(db: Session, cid: int, sender: str, body: str) -> int:
-    message = msgs.send_message(db, cid, sender, body)
-    db.commit()
-    return message.id
 
 
 def items_of(html: str) -> list[Element]:

@@ -7,28 +7,12 @@ import re
 from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
-from app.chat import messages as msgs
-from app.chat.people import get_user
 from app.db.models import Member
 from tests.dom import Element, parse
+from tests.seeding import converse, say_all
 from tests.support import sign_in
 
 TITLE_RE = re.compile(r"<title>(.*?)</title>", re.S)
-
-
-def converse(db: Session, a: str, b: str) -> int:
-    me, peer = get_user(db, a), get_user(db, b)
-    assert me is not None and peer is not None
-    conversation = convs.get_or_create_conversation(db, me, peer)
-    db.commit()
-    return conversation.id
-
-
-def say(db: Session, cid: int, sender: str, *bodies: str) -> list[int]:
-    ids = [msgs.send_message(db, cid, sender, body).id for body in bodies]
-    db.commit()
-    return ids
 
 
 def title_of(html: str) -> str:
@@ -69,8 +53,8 @@ def read_up_to(client: TestClient, token: str, cid: int, up_to: int | str) -> in
 
 def test_opening_a_conversation_reads_it_and_the_counts_fall(db: Session, app_client: TestClient) -> None:
     with_m1, with_m2 = converse(db, "b1", "m1"), converse(db, "b1", "m2")
-    say(db, with_m1, "m1", "您好", "有货", "要多少？")
-    say(db, with_m2, "m2", "新品到了")
+    say_all(db, with_m1, "m1", "您好", "有货", "要多少？")
+    say_all(db, with_m2, "m2", "新品到了")
     sign_in(app_client, "b1")
 
     page = app_client.get("/chat").text
@@ -88,13 +72,13 @@ def test_opening_a_conversation_reads_it_and_the_counts_fall(db: Session, app_cl
     assert unread_of(app_client, with_m1) == 0
     assert unread_of(app_client, with_m2) == 1
 
-    say(db, with_m1, "m1", "还在吗？")
+    say_all(db, with_m1, "m1", "还在吗？")
     assert unread_of(app_client, with_m1) == 1
 
 
 def test_opening_with_htmx_reads_it_too(db: Session, app_client: TestClient) -> None:
     cid = converse(db, "b1", "m1")
-    ids = say(db, cid, "m1", "一", "二")
+    ids = say_all(db, cid, "m1", "一", "二")
     sign_in(app_client, "b1")
     fragment = app_client.get(f"/chat/c/{cid}", headers={"HX-Request": "true"})
     assert fragment.status_code == 200
@@ -106,7 +90,7 @@ def test_opening_with_htmx_reads_it_too(db: Session, app_client: TestClient) -> 
 
 def test_opening_with_target_reads_it(db: Session, app_client: TestClient) -> None:
     cid = converse(db, "b1", "m1")
-    say(db, cid, "m1", "一", "二")
+    say_all(db, cid, "m1", "一", "二")
     sign_in(app_client, "b1", target="m1")
     assert unread_of(app_client, cid) == 0
     assert title_of(app_client.get("/chat").text) == "客服 · Kefu"
@@ -119,9 +103,9 @@ def test_the_title_shows_the_total_unread_and_no_number_at_zero(db: Session, app
     assert title_of(page) == "客服 · Kefu"
     assert parse(page).one(testid="total-unread").has("hidden")
 
-    say(db, with_m2, "b1", "我自己的话不算未读")
-    say(db, with_m1, "m1", "一", "二")
-    say(db, with_m2, "m2", "三")
+    say_all(db, with_m2, "b1", "我自己的话不算未读")
+    say_all(db, with_m1, "m1", "一", "二")
+    say_all(db, with_m2, "m2", "三")
     page = app_client.get("/chat").text
     assert title_of(page) == "(3) 客服 · Kefu"
     assert not parse(page).one(testid="total-unread").has("hidden")
@@ -136,7 +120,7 @@ def test_the_read_watermark_moves_forward_only_and_stops_at_the_latest_message(
     db: Session, app_client: TestClient
 ) -> None:
     cid = converse(db, "b1", "m1")
-    ids = say(db, cid, "m1", "1", "2", "3", "4", "5")
+    ids = say_all(db, cid, "m1", "1", "2", "3", "4", "5")
     token = sign_in(app_client, "b1")
     assert unread_of(app_client, cid) == 5
 
@@ -152,13 +136,13 @@ def test_the_read_watermark_moves_forward_only_and_stops_at_the_latest_message(
     assert unread_of(app_client, cid) == 0
     assert watermark(db, cid, "b1") == ids[-1]
 
-    say(db, cid, "m1", "6")  # so a message stored after the clamp is unread again
+    say_all(db, cid, "m1", "6")  # so a message stored after the clamp is unread again
     assert unread_of(app_client, cid) == 1
 
 
 def test_read_without_up_to_reads_everything(db: Session, app_client: TestClient) -> None:
     cid = converse(db, "b1", "m1")
-    ids = say(db, cid, "m1", "1", "2", "3")
+    ids = say_all(db, cid, "m1", "1", "2", "3")
     token = sign_in(app_client, "b1")
     response = app_client.post(f"/chat/c/{cid}/read", data={}, headers={"X-CSRFToken": token})
     assert response.status_code == 204
@@ -168,7 +152,7 @@ def test_read_without_up_to_reads_everything(db: Session, app_client: TestClient
 
 def test_a_nonsense_watermark_is_refused_and_changes_nothing(db: Session, app_client: TestClient) -> None:
     cid = converse(db, "b1", "m1")
-    say(db, cid, "m1", "1", "2")
+    say_all(db, cid, "m1", "1", "2")
     token = sign_in(app_client, "b1")
     for up_to in ("abc", "0", "-1", "1.5", "99999999999999999999999"):
         assert read_up_to(app_client, token, cid, up_to) == 404, up_to
@@ -178,7 +162,7 @@ def test_a_nonsense_watermark_is_refused_and_changes_nothing(db: Session, app_cl
 
 def test_reading_needs_the_csrf_token(db: Session, app_client: TestClient) -> None:
     cid = converse(db, "b1", "m1")
-    say(db, cid, "m1", "1")
+    say_all(db, cid, "m1", "1")
     sign_in(app_client, "b1")
     assert app_client.post(f"/chat/c/{cid}/read", data={"up_to": "1"}).status_code == 403
     assert unread_of(app_client, cid) == 1
@@ -188,7 +172,7 @@ def test_the_sender_sees_their_messages_as_read_up_to_the_readers_watermark(
     db: Session, app_client: TestClient
 ) -> None:
     cid = converse(db, "b1", "m1")
-    [theirs] = say(db, cid, "m1", "您好，请问需要什么？")  # (a reply would read everything before it)
+    [theirs] = say_all(db, cid, "m1", "您好，请问需要什么？")  # (a reply would read everything before it)
     token = sign_in(app_client, "b1")
     mine = []
     for text in ("第一条", "第二条", "第三条"):
@@ -231,7 +215,7 @@ def test_the_sender_sees_their_messages_as_read_up_to_the_readers_watermark(
 
 def test_replying_reads_what_came_before(db: Session, app_client: TestClient) -> None:
     cid = converse(db, "b1", "m1")
-    say(db, cid, "m1", "一", "二")
+    say_all(db, cid, "m1", "一", "二")
     token = sign_in(app_client, "b1")
     assert unread_of(app_client, cid) == 2
     reply = app_client.post(f"/chat/c/{cid}/messages", data={"body": "好的"}, headers={"X-CSRFToken": token})
