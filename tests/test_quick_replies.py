@@ -16,7 +16,6 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
 from app.chat import quick_replies as replies
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_user
@@ -25,6 +24,7 @@ from app.db.seed import DEMO_QUICK_REPLIES, seed_demo
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import Element, parse
 from tests.file_samples import Party, sign_in_to
+from tests.seeding import converse
 from tests.support import csrf_of
 
 MERCHANT = list(DEMO_QUICK_REPLIES["merchant"])
@@ -66,14 +66,6 @@ def shown_bodies(html: str) -> list[str]:
 
 def error_text(html: str) -> str:
     return parse(html).one(testid="quick-reply-error").text()
-
-
-def conversation_between(db: Session, a: str, b: str) -> int:
-    first, second = get_user(db, a), get_user(db, b)
-    assert first is not None and second is not None
-    conversation = convs.get_or_create_conversation(db, first, second)
-    db.commit()
-    return conversation.id
 
 
 @pytest.fixture
@@ -167,7 +159,7 @@ def test_support_sends_theirs_too(app_client: TestClient, db: Session) -> None:
 
 
 def test_the_owner_cannot_send_into_a_conversation_they_are_not_in(m1: Party, db: Session) -> None:
-    others = conversation_between(db, "b1", "m2")
+    others = converse(db, "b1", "m2")
     mine = reply_ids(db, "m1")[0]
     response = post(m1, f"/chat/c/{others}/quick-replies/{mine}")
     assert response.status_code == 403, response.text
