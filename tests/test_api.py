@@ -331,6 +331,28 @@ def test_the_same_idempotency_key_stores_one_message(api: Api) -> None:
     assert len(api.messages(cid)) == 4
 
 
+def test_an_idempotency_key_reused_for_another_request_is_refused_and_stores_nothing(api: Api) -> None:
+    """The IETF Idempotency-Key draft: the same key with a different payload is a client error (422), never the
+    earlier message in place of the new one."""
+    cid = api.conversation("b1", "m1")
+    other_cid = api.conversation("b2", "m1")
+    path = f"/api/v1/conversations/{cid}/messages"
+    key = {"Idempotency-Key": "order-2001"}
+    first = api.post(path, {"body": "订单已发货", "kind": "system"}, key)
+    assert first.status_code == 201, first.text
+    for variant_path, body in (
+        (path, {"body": "订单已签收", "kind": "system"}),  # another body
+        (path, {"body": "订单已发货", "sender_id": "m1"}),  # another sender and kind
+        (f"/api/v1/conversations/{other_cid}/messages", {"body": "订单已发货", "kind": "system"}),  # elsewhere
+    ):
+        assert_error(api.post(variant_path, body, key), 422, "idempotency_key_reused", "Idempotency-Key")
+    assert [m["id"] for m in api.messages(cid)] == [first.json()["id"]]
+    assert api.messages(other_cid) == []
+    # the same request again is still answered with the original
+    retry = api.post(path, {"body": "  订单已发货\n", "kind": "system"}, key)  # the same body once trimmed
+    assert retry.status_code == 200 and retry.json() == first.json()
+
+
 def test_messages_racing_into_one_conversation_are_each_stored_once(api: Api) -> None:
     """Six retries of one notice with the same Idempotency-Key and eight other messages, all at the same moment."""
     cid = api.conversation("b1", "m1")
@@ -416,8 +438,7 @@ def test_75_conversations_page_by_10_each_exactly_once_newest_first(api: Api) ->
 def test_250_messages_page_with_after_and_limit_oldest_first(api: Api) -> None:
     cid = api.conversation("b1", "m1")
     with with_session(api.database_url) as session:
-        stored = [msgs.store_message(session, cid, ("b1", "m1")[i % 2], f"第{i}条").id for i in range(250)]
-        session.commit()
+        stored = [msgs.send_message(session, cid, ("b1", "m1")[i % 2], f"第{i}条").id for i in range(250)]
     assert stored == sorted(stored)
 
     def page_through(limit: int) -> tuple[list[dict[str, Any]], int]:

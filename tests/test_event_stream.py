@@ -13,12 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import insert, select, text
 
+from app.db.engine import make_engine
+from app.db.models import Message, utcnow
 from tests.support import Event, ServerProcess, free_port, json_data, message_ids, server_env, sign_in
+from tests.test_api import new_key
 
 OPEN_CONVERSATION_RE = re.compile(r'data-open-conversation="(\d+)"')
 ROOT_TAG_RE = re.compile(r"\s*<[^>]*>")
@@ -215,8 +220,10 @@ def test_reconnect_with_last_event_id_replays_the_missed_messages_once(server: S
     missed = [b1.post(cid, f"离线时的第 {n} 条") for n in range(1, 4)]
     with m1.events(last_event_id=last_event_id) as stream:
         replayed = only_messages(stream.until_ping())
-        assert message_ids(replayed) == missed
-        assert [e.id for e in replayed] == [str(mid) for mid in missed]
+        # The replay looks back a few seconds before the resume point (a message may commit after a higher id was
+        # shown): the one already seen comes again first, and the page drops it by its id.
+        assert message_ids(replayed) == [seen, *missed]
+        assert [e.id for e in replayed] == [str(mid) for mid in [seen, *missed]]
         assert stream.last_ping is not None
         assert stream.last_ping.id == str(missed[-1])  # a reconnect from here would not replay them again
 
@@ -249,7 +256,7 @@ def test_messages_sent_while_the_stream_reconnects_arrive_once_in_order(server: 
         with m1.events(last_event_id=str(resume_at)) as stream:
             received: list[Event] = []
             deadline = time.monotonic() + 10
-            while len(received) < 9 and time.monotonic() < deadline:
+            while len(received) < 10 and time.monotonic() < deadline:
                 received += only_messages([stream.next()])
             sender.join(10)
             received += only_messages(stream.until_ping())
@@ -257,7 +264,7 @@ def test_messages_sent_while_the_stream_reconnects_arrive_once_in_order(server: 
         sender.join(10)
     assert not errors, errors
     assert len(sent) == 9
-    assert message_ids(received) == sent
+    assert message_ids(received) == [resume_at, *sent]  # the look-back resends the resume point's own message
 
 
 def test_replay_reaches_across_a_server_restart(serve: Serve, browser: OpenBrowser) -> None:
@@ -276,7 +283,7 @@ def test_replay_reaches_across_a_server_restart(serve: Serve, browser: OpenBrows
     assert last_event_id is not None
     with m1.events(last_event_id=last_event_id) as stream:
         replayed = only_messages(stream.until_ping())
-    assert message_ids(replayed) == missed
+    assert message_ids(replayed) == [int(last_event_id), *missed]  # with the look-back's resend of the seen one
 
 
 def test_no_one_sees_other_peoples_conversations(server: ServerProcess, browser: OpenBrowser) -> None:
@@ -371,3 +378,107 @@ def test_a_garbage_last_event_id_leaves_a_working_live_stream(server: ServerProc
                 mid = b1.post(cid, f"Last-Event-ID {garbage!r} 之后")
                 event = stream.wait_for("message")
             assert message_ids([event]) == [mid], f"Last-Event-ID {garbage!r} in the {how}"
+
+
+# --- nothing lost, whatever order the commits land in; watermarks heard by both sides ---
+
+# A send that has taken its id (INSERT) and now waits on the members' rows (the statement after it).
+WAITING_SEND = ("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                "WHERE INFO LIKE 'UPDATE conversation_members SET last_read_message_id%'")
+
+
+def waiting_sends(connection) -> int:  # type: ignore[no-untyped-def]
+    """How many sends wait after their INSERT now (each poll in a transaction of its own)."""
+    count = connection.execute(text(WAITING_SEND)).scalar()
+    connection.rollback()
+    return int(count)
+
+
+def wait_until(condition, seconds: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+def test_a_message_that_commits_after_a_later_one_reaches_the_open_stream_and_the_replay(
+        database_url: str, server: ServerProcess, browser: OpenBrowser) -> None:
+    """MariaDB: b1's send takes its id, then waits for a lock; b2's later send commits first; m1's page and stream
+    start after b2's message. b1's message must still reach m1 live, and a reconnect from b2's id replays it."""
+    b1, b2, m1 = browser(server, "b1", target="m1"), browser(server, "b2", target="m1"), browser(server, "m1")
+    c1, c2 = b1.conversation_with("m1"), b2.conversation_with("m1")
+    engine = make_engine(database_url)
+    stalled: list[int] = []
+    try:
+        with engine.connect() as blocker, engine.connect() as observer:
+            blocker.execute(text("SELECT * FROM conversation_members WHERE conversation_id = :c AND user_id = 'm1' "
+                                 "FOR UPDATE"), {"c": c1})  # held until the blocker's transaction ends
+            sender = threading.Thread(target=lambda: stalled.append(b1.post(c1, "先拿到编号、后提交的消息")))
+            sender.start()
+            wait_until(lambda: waiting_sends(observer) == 1)  # b1's send waits after its INSERT
+            later = b2.post(c2, "后拿到编号、先提交的消息")
+            with m1.events(last_event_id=str(later)) as stream:  # as m1's page opened now would
+                stream.opened()
+                blocker.rollback()  # b1's send goes on and commits
+                sender.join(10)
+                assert len(stalled) == 1 and stalled[0] < later  # it did commit after a higher id
+                live = stream.wait_for("message", where=lambda e: message_ids([e]) == stalled)
+            assert "先拿到编号、后提交的消息" in live.data and live.id == str(later)  # the id: stays the highest
+    finally:
+        engine.dispose()
+    with m1.events(last_event_id=str(later)) as stream:  # a reconnect from the higher id still brings it
+        replayed = message_ids([e for e in stream.until_ping() if e.event == "message"])
+    assert stalled[0] in replayed and later in replayed
+
+
+def test_a_reconnect_replays_a_message_with_a_lower_id_committed_after_the_resume_point(
+        database_url: str, server: ServerProcess, browser: OpenBrowser) -> None:
+    """The same late commit, stored directly (SQLite commits in id order, so the id is given): a reconnect with the
+    higher id replays the lower one, and a message older than the look-back is not sent again."""
+    b1, m1 = browser(server, "b1", target="m1"), browser(server, "m1")
+    cid = b1.conversation_with("m1")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            old = b1.post(cid, "很早的消息")
+            connection.execute(Message.__table__.update().where(Message.id == old).values(
+                created_at=utcnow() - timedelta(minutes=5)))
+        resume_at = b1.post(cid, "m1 已经看到的消息")
+        with engine.begin() as connection:
+            late_id = connection.execute(select(Message.id).order_by(Message.id.desc())).scalar() + 10
+            connection.execute(insert(Message.__table__).values(
+                id=late_id + 5, conversation_id=cid, sender_id="b1", kind="text", body="编号更高的",
+                created_at=utcnow()))
+        with engine.begin() as connection:  # the lower id commits after the higher one
+            connection.execute(insert(Message.__table__).values(
+                id=late_id, conversation_id=cid, sender_id="b1", kind="text", body="晚提交的", created_at=utcnow()))
+    finally:
+        engine.dispose()
+    with m1.events(last_event_id=str(late_id + 5)) as stream:
+        replayed = message_ids([e for e in stream.until_ping() if e.event == "message"])
+    assert replayed == [resume_at, late_id, late_id + 5]  # in id order; nothing from before the look-back
+
+
+def test_a_reply_tells_the_other_side_that_their_messages_were_read(
+        database_url: str, server: ServerProcess, browser: OpenBrowser) -> None:
+    """m1 answers without having opened the conversation in a tab (a reply from the API too): the reply moved m1's
+    read watermark, so b1 hears a read receipt up to the reply and stops seeing 未读."""
+    b1, m1 = browser(server, "b1", target="m1"), browser(server, "m1")
+    cid = b1.conversation_with("m1")
+    with b1.events() as stream:
+        stream.opened()
+        b1.post(cid, "在吗？")
+        b1.post(cid, "想问下发货时间")
+        reply = m1.post(cid, "在的，今天发货")
+        read = stream.wait_for("read", where=lambda e: json_data(e)["user"] == "m1")
+    assert json_data(read) == {"cid": cid, "user": "m1", "upto": reply}
+    with b1.events() as stream:  # the same for a reply that comes through the API, as the sender's own message
+        stream.opened()
+        asked = b1.post(cid, "能开发票吗？")
+        auth = {"Authorization": f"Bearer {new_key(database_url)}"}
+        answer = httpx.post(f"{server.url}/api/v1/conversations/{cid}/messages", headers=auth,
+                            json={"body": "可以开", "sender_id": "m1"}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        read = stream.wait_for("read", where=lambda e: json_data(e)["upto"] > asked)
+    assert json_data(read) == {"cid": cid, "user": "m1", "upto": answer.json()["id"]}

@@ -7,17 +7,16 @@ import os
 import secrets
 import unicodedata
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
-from app.chat import webhooks
 from app.chat.errors import ChatError, InvalidInput
-from app.chat.messages import message_data, store_message
-from app.db.models import Attachment, Message, utcnow
+from app.chat.messages import Admit, Outgoing, Sent, send
+from app.db.models import Attachment, utcnow
 from app.i18n import gettext as _
 
 THUMBNAIL_SIZE = 480
@@ -159,10 +158,12 @@ def _make_thumbnail(path: Path, target: Path) -> tuple[int, int]:
         return frame.size
 
 
-def save_upload(session: Session, upload_dir: Path, conversation_id: int, sender_id: str, file: BinaryIO,
-                raw_name: str | None, max_bytes: int) -> Message:
-    """Check, store and announce-ready: returns the stored message (kind image or file) with its attachment."""
-    name = display_name(raw_name)
+def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: BinaryIO, max_bytes: int,
+                admit: Admit | None = None) -> Sent:
+    """Check the file (size in bytes, type from its bytes, images decoded), write it (and a thumbnail) under
+    `upload_dir`, then send it as an image or file message named `outgoing.body` through `send`.
+    Raises InvalidInput (empty), TooLarge, UnsupportedType, or what `send` raises; nothing is left on disk then."""
+    name = display_name(outgoing.body)
     file.seek(0, os.SEEK_END)
     size = file.tell()
     file.seek(0)
@@ -172,8 +173,7 @@ def save_upload(session: Session, upload_dir: Path, conversation_id: int, sender
         raise TooLarge(_("文件太大：最大 {mb} MB。").format(mb=max_bytes // (1024 * 1024)))
     key = sniff(file, name)
     file_type = TYPES[key]
-    now = utcnow()
-    relative = Path(f"{now:%Y/%m/%d}") / (secrets.token_hex(16) + file_type.extensions[0])
+    relative = Path(f"{utcnow():%Y/%m/%d}") / (secrets.token_hex(16) + file_type.extensions[0])
     target = upload_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "xb") as out:  # "x": two uploads never overwrite each other
@@ -189,17 +189,11 @@ def save_upload(session: Session, upload_dir: Path, conversation_id: int, sender
             thumb_path = target.with_name(target.stem + suffix)
             _make_thumbnail(target, thumb_path)
             thumb = str(thumb_path.relative_to(upload_dir))
-        message = store_message(session, conversation_id, sender_id, name, kind=file_type.kind, announce=False)
-        session.add(Attachment(
-            message_id=message.id, stored_path=str(relative), thumbnail_path=thumb, original_name=name,
-            content_type=file_type.content_type, size=size, width=width, height=height,
-        ))
-        session.flush()
-        session.expire(message, ["attachment"])  # may have been loaded (as None) before it existed
-        webhooks.enqueue(session, "message.created", message_data(message))
+        attachment = Attachment(stored_path=str(relative), thumbnail_path=thumb, original_name=name,
+                                content_type=file_type.content_type, size=size, width=width, height=height)
+        return send(session, replace(outgoing, body=name, kind=file_type.kind, attachment=attachment), admit)
     except BaseException:  # nothing half-stored: no file without its message
         target.unlink(missing_ok=True)
         if thumb_path is not None:
             thumb_path.unlink(missing_ok=True)
         raise
-    return message

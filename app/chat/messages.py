@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, inspect, select, update
+from sqlalchemy import and_, bindparam, case, insert, inspect, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.chat import webhooks
-from app.chat.conversations import get_conversation
-from app.chat.errors import Forbidden, InvalidInput, NotFound
-from app.db.models import Conversation, Member, Message, User, utcnow
+from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.db.models import Attachment, Conversation, IdempotencyKey, Member, Message, User, utcnow
 from app.i18n import gettext as _
 
 MAX_BODY_LENGTH = 5000
@@ -33,22 +37,164 @@ def clean_body(raw: str | None) -> str:
     return body
 
 
-def send_message(session: Session, conversation_id: int, sender_id: str, raw_body: str | None) -> Message:
-    """Store a text message from a participant and move the conversation to the top of both lists."""
-    lock_conversation(session, conversation_id, sender_id)
-    return store_message(session, conversation_id, sender_id, clean_body(raw_body), locked=True)
-
-
 SYSTEM_USER_ID = "kefu-system"
+# A send is stored and committed within this many seconds of taking its id, or refused (rolled back). Replays look
+# back LOOK_BACK_SECONDS before a stream's resume point, which covers such a late commit plus clock differences
+# between app servers (kept within a few seconds by NTP): see `replay_start`.
+MAX_SEND_SECONDS = 5.0
+LOOK_BACK_SECONDS = 15.0
+
+
+class SendTooSlow(ChatError):
+    """The send took longer than MAX_SEND_SECONDS between taking its id and committing: rolled back, nothing
+    stored; the sender may simply try again (503)."""
+
+
+class KeyReused(InvalidInput):
+    """An Idempotency-Key already used for a different request (another conversation, sender or body): 422, as the
+    IETF draft "The Idempotency-Key HTTP Header Field" (section 2.7) says."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message about to be sent.
+
+    `sender_id` None is a system notice from the marketplace; `body` is the raw text (checked here) or, for an
+    image or file, its display name; `attachment` is the stored file's record without its message id;
+    `idempotency` is (API key id, Idempotency-Key) for API retries."""
+
+    conversation_id: int
+    sender_id: str | None
+    body: str | None
+    kind: str = "text"
+    attachment: Attachment | None = None
+    idempotency: tuple[int, str] | None = None
+
+    @property
+    def sender(self) -> str:
+        return self.sender_id or SYSTEM_USER_ID
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A stored (committed) message, whom to tell, and whether the sender's read watermark passed unread messages
+    (`read_up_to`: then both sides hear a read receipt). `repeated`: an Idempotency-Key retry, nothing new stored."""
+
+    message: Message
+    participants: tuple[str, str]
+    read_up_to: int | None = None
+    repeated: bool = False
+
+
+Admit = Callable[[str], None]
+
+
+def send(session: Session, outgoing: Outgoing, admit: Admit | None = None) -> Sent:
+    """The one way a message is stored: text, quick reply, file, API message and notice alike.
+
+    Locks the conversation row (sends to one conversation queue here instead of deadlocking on MariaDB), checks the
+    sender takes part, answers an Idempotency-Key retry with the earlier message, validates the body, lets `admit`
+    refuse (rate limits: called only for work that will be stored), stores the message, its attachment, the webhook
+    outbox row and the key, moves both members' activity and the sender's read watermark, and commits.
+    Raises NotFound, Forbidden, InvalidInput (KeyReused), SendTooSlow, or whatever `admit` raises; on any error
+    nothing is stored (the session is rolled back)."""
+    try:
+        return _send(session, outgoing, admit)
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
+    connection = session.connection()
+    row = connection.execute(_LOCK, {"cid": outgoing.conversation_id, "sender": outgoing.sender}).one_or_none()
+    if row is None:
+        raise NotFound("conversation")
+    participants = (row.user_a, row.user_b)
+    if outgoing.sender_id is not None and outgoing.sender_id not in participants:
+        raise Forbidden("not a participant")
+    body = clean_body(outgoing.body) if outgoing.kind in ("text", "system") else outgoing.body or ""
+    if outgoing.idempotency is not None and (earlier := _earlier(session, outgoing, body)) is not None:
+        session.rollback()
+        return Sent(earlier, participants, repeated=True)
+    if outgoing.sender_id is None:
+        _ensure_system_sender(session)
+    if admit is not None:
+        admit(outgoing.sender)
+    started = time.monotonic()
+    message = _store(session, outgoing, body)
+    if outgoing.idempotency is not None:
+        session.add(IdempotencyKey(api_key_id=outgoing.idempotency[0], key=outgoing.idempotency[1],
+                                   message_id=message.id))
+    session.flush()
+    if time.monotonic() - started > MAX_SEND_SECONDS:
+        raise SendTooSlow("took too long to store")
+    session.commit()
+    previous_read, previous_last = row.last_read_message_id, row.last_message_id
+    passed_unread = previous_read is not None and (previous_last or 0) > previous_read
+    return Sent(message, participants, read_up_to=message.id if passed_unread else None)
+
+
+def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
+    """Insert the message (prebuilt Core statements: half the CPU of a send, measured), move the conversation and
+    both members, and write the attachment and the webhook outbox row."""
+    connection = session.connection()
+    now = utcnow()
+    values = {"conversation_id": outgoing.conversation_id, "sender_id": outgoing.sender, "kind": outgoing.kind,
+              "body": body, "created_at": now}
+    message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
+    moved = {"cid": outgoing.conversation_id, "mid": message_id, "now": now, "sender": outgoing.sender}
+    connection.execute(_MOVE_CONVERSATION, moved)
+    connection.execute(_MOVE_MEMBERS, moved)
+    _forget_stale(session, outgoing.conversation_id, outgoing.sender)
+    message = Message(id=message_id, **values)
+    make_transient_to_detached(message)
+    session.add(message)  # persistent without a SELECT
+    attachment = outgoing.attachment
+    if attachment is not None:
+        attachment.message_id = message_id
+        session.add(attachment)
+    set_committed_value(message, "attachment", attachment)
+    webhooks.enqueue(session, "message.created", message_data(message))
+    return message
+
+
+def _earlier(session: Session, outgoing: Outgoing, body: str) -> Message | None:
+    """The message an earlier request with this Idempotency-Key stored, if it was the same request; KeyReused if the
+    key was used for another one."""
+    assert outgoing.idempotency is not None
+    api_key_id, key = outgoing.idempotency
+    record = session.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == api_key_id,
+                                                         IdempotencyKey.key == key))
+    if record is None:
+        return None
+    earlier = session.get(Message, record.message_id)
+    same = earlier is not None and (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body) == (
+        outgoing.conversation_id, outgoing.sender, outgoing.kind, body)
+    if not same:
+        raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))
+    return earlier
+
+
+def _ensure_system_sender(session: Session) -> None:
+    """The notices' sender, made on first use in a savepoint: two first notices at once must not both fail."""
+    if session.get(User, SYSTEM_USER_ID) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(User(id=SYSTEM_USER_ID, name=_("系统通知"), role="system"))
+    except IntegrityError:  # made by another request at the same moment
+        pass
+
+
+def send_message(session: Session, conversation_id: int, sender_id: str, raw_body: str | None) -> Message:
+    """A text message from a participant through `send` (committed); for scripts, seeds and tests."""
+    return send(session, Outgoing(conversation_id, sender_id, raw_body)).message
 
 
 def post_notice(session: Session, conversation_id: int, raw_body: str | None) -> Message:
-    """A system notice ("订单已发货") in a conversation, from the marketplace through the API."""
-    get_conversation(session, conversation_id)
-    if session.get(User, SYSTEM_USER_ID) is None:
-        session.add(User(id=SYSTEM_USER_ID, name=_("系统通知"), role="system"))
-        session.flush()
-    return store_message(session, conversation_id, SYSTEM_USER_ID, clean_body(raw_body), kind="system")
+    """A system notice ("订单已发货") through `send` (committed)."""
+    return send(session, Outgoing(conversation_id, None, raw_body, kind="system")).message
 
 
 def message_data(message: Message) -> dict[str, Any]:
@@ -71,8 +217,11 @@ def message_data(message: Message) -> dict[str, Any]:
 # The hot path of the whole app, as prebuilt Core statements executed on the session's connection: SQLAlchemy
 # then skips building, coercing and cache-keying a statement per message (half the CPU of a send, measured).
 _conversations, _members = Conversation.__table__.c, Member.__table__.c
-_LOCK = (
-    select(_conversations.user_a, _conversations.user_b)
+_LOCK = (  # the conversation, and the sender's membership (the watermark before this message), locked together
+    select(_conversations.user_a, _conversations.user_b, _conversations.last_message_id,
+           _members.last_read_message_id)
+    .select_from(Conversation.__table__.outerjoin(Member.__table__, and_(
+        _members.conversation_id == _conversations.id, _members.user_id == bindparam("sender"))))
     .where(_conversations.id == bindparam("cid"))
     .with_for_update()
 )
@@ -89,44 +238,6 @@ _MOVE_MEMBERS = (  # both lists move up; the sender has read everything up to th
     .values(last_activity_at=bindparam("now"), last_read_message_id=case(
         (_members.user_id == bindparam("sender"), bindparam("mid")), else_=_members.last_read_message_id))
 )
-
-
-def lock_conversation(session: Session, conversation_id: int, sender_id: str | None) -> tuple[str, str]:
-    """Lock the conversation row for a new message and return its two participants (NotFound, or Forbidden when
-    `sender_id` is not one of them; None for system notices). Concurrent sends to one conversation queue here
-    instead of deadlocking on MariaDB (the insert's shared lock on the parent row, then the update's exclusive
-    one)."""
-    row = session.connection().execute(_LOCK, {"cid": conversation_id}).one_or_none()
-    if row is None:
-        raise NotFound("conversation")
-    if sender_id is not None and sender_id not in row:
-        raise Forbidden("not a participant")
-    return row[0], row[1]
-
-
-def store_message(session: Session, conversation_id: int, sender_id: str, body: str, kind: str = "text",
-                  announce: bool = True, locked: bool = False) -> Message:
-    """Store an already validated message (text, or the name of a file) from a participant, or a notice.
-    `announce=False` leaves the webhook event to the caller (an upload adds its attachment first);
-    `locked=True`: the caller has already called lock_conversation."""
-    if not locked:
-        lock_conversation(session, conversation_id, None if kind == "system" else sender_id)
-    connection = session.connection()
-    now = utcnow()
-    values = {"conversation_id": conversation_id, "sender_id": sender_id, "kind": kind, "body": body,
-              "created_at": now}
-    message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
-    moved = {"cid": conversation_id, "mid": message_id, "now": now, "sender": sender_id}
-    connection.execute(_MOVE_CONVERSATION, moved)
-    connection.execute(_MOVE_MEMBERS, moved)
-    _forget_stale(session, conversation_id, sender_id)
-    message = Message(id=message_id, **values)
-    make_transient_to_detached(message)
-    session.add(message)  # persistent without a SELECT; a file's attachment is added by the caller
-    set_committed_value(message, "attachment", None)
-    if announce:
-        webhooks.enqueue(session, "message.created", message_data(message))
-    return message
 
 
 def _forget_stale(session: Session, conversation_id: int, sender_id: str) -> None:
@@ -163,8 +274,29 @@ def messages_before(
     return list(reversed(rows[:limit])), has_more
 
 
+def replay_start(session: Session, resume_from: int) -> int:
+    """Where a stream that resumes after message `resume_from` must replay from: the id just below the messages
+    taken in the LOOK_BACK_SECONDS before `resume_from`'s own (by their `created_at`).
+
+    Ids are taken at INSERT and become visible at COMMIT, so on MariaDB a message with a lower id can commit after
+    one with a higher id has been shown (a send that waited on a lock). Such a late message was taken at most
+    MAX_SEND_SECONDS before it committed, so it lies in this window; clients drop what they already have by message
+    id. Reads the window backwards on the primary key: as many rows as the window holds, whatever the table size."""
+    if resume_from <= 0:
+        return 0
+    resumed_at = session.scalar(
+        select(Message.created_at).where(Message.id <= resume_from).order_by(Message.id.desc()).limit(1))
+    if resumed_at is None:
+        return 0
+    cutoff = resumed_at - timedelta(seconds=LOOK_BACK_SECONDS)
+    before = session.scalar(
+        select(Message.id).where(Message.id <= resume_from, Message.created_at < cutoff)
+        .order_by(Message.id.desc()).limit(1))
+    return before or 0
+
+
 def messages_after(session: Session, viewer_id: str | None, after: int, limit: int = 200) -> list[Message]:
-    """Messages stored after event id `after` that the viewer may see, in order; viewer None = everything."""
+    """Messages with an id above `after` that the viewer may see, in id order; viewer None = everything."""
     query = select(Message).where(Message.id > after)
     if viewer_id is not None:
         mine = select(Member.conversation_id).where(Member.user_id == viewer_id)
@@ -173,4 +305,5 @@ def messages_after(session: Session, viewer_id: str | None, after: int, limit: i
 
 
 def latest_message_id(session: Session) -> int:
+    """The highest stored message id (0 when there is none): a page's resume point for its stream."""
     return session.scalar(select(Message.id).order_by(Message.id.desc()).limit(1)) or 0

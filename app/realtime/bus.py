@@ -14,7 +14,8 @@ from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
-from app.db.models import Conversation, Message, User
+from app.chat.messages import Sent
+from app.db.models import User
 from app.realtime.broker import BrokerStatus, ResilientRedisBackend
 from app.templating import render_message
 
@@ -41,10 +42,11 @@ def make_channels_plugin(broker_url: str, status: BrokerStatus) -> ChannelsPlugi
     return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=None)
 
 
-class Announcement(NamedTuple):
+class Delivery(NamedTuple):
+    """A stored message rendered once, and the events that tell of it (each with its channels), not yet published."""
+
     html: str
-    event: dict[str, Any]
-    channels: list[str]
+    events: list[tuple[dict[str, Any], list[str]]]
 
 
 class Bus:
@@ -74,21 +76,29 @@ class Bus:
     def conversation_channels(participant_ids: tuple[str, str]) -> list[str]:
         return [person_channel(uid) for uid in participant_ids] + [ADMINS]
 
-    def message_created(self, message: Message, sender: User | None,
-                        participant_ids: tuple[str, str]) -> Announcement:
-        """A stored message rendered once, and its event for both participants and the admins (not yet sent)."""
+    def delivery(self, sent: Sent, sender: User | None) -> Delivery:
+        """The one delivery of every sent message (text, quick reply, file, API message, notice): its HTML, the
+        `message` event for both participants and the admins, and a `read` event when sending moved the sender's
+        read watermark past unread messages. A repeated (idempotent) request was announced the first time."""
+        message = sent.message
         html = render_message(message, sender)
-        event = {"t": "message", "id": message.id, "cid": message.conversation_id, "sender": message.sender_id,
-                 "html": html}
-        return Announcement(html, event, self.conversation_channels(participant_ids))
+        if sent.repeated:
+            return Delivery(html, [])
+        channels = self.conversation_channels(sent.participants)
+        events = [({"t": "message", "id": message.id, "cid": message.conversation_id, "sender": message.sender_id,
+                    "html": html}, channels)]
+        if sent.read_up_to is not None:
+            events.append(({"t": "read", "cid": message.conversation_id, "user": message.sender_id,
+                            "upto": sent.read_up_to}, channels))
+        return Delivery(html, events)
 
-    def announce(self, message: Message, sender: User | None, conversation: Conversation) -> str:
-        """From a worker thread: render a stored message and publish it; returns the HTML."""
-        announcement = self.message_created(message, sender, (conversation.user_a, conversation.user_b))
-        self.publish_from_thread(announcement.event, announcement.channels)
-        return announcement.html
+    async def deliver(self, delivery: Delivery) -> None:
+        """Publish a delivery's events from the event loop, in order (never from a worker thread)."""
+        for event, channels in delivery.events:
+            await self.publish(event, channels)
 
     def read_moved(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
                    up_to: int) -> None:
+        """From a worker thread: both sides hear that `reader_id` has read `conversation_id` up to `up_to`."""
         event = {"t": "read", "cid": conversation_id, "user": reader_id, "upto": up_to}
         self.publish_from_thread(event, self.conversation_channels(participant_ids))

@@ -14,7 +14,8 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 log = logging.getLogger("kefu.presence")
 
@@ -27,7 +28,8 @@ class Presence:
         self._announce = announce
         self._grace = grace_seconds
         self._pending_offline: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def is_online(self, user_id: str) -> bool:
         return bool(self.online([user_id]))
@@ -42,15 +44,19 @@ class Presence:
         for handle in self._pending_offline.values():
             handle.cancel()
 
-    async def stream_opened(self, user_id: str) -> None:
+    def stream_opened(self, user_id: str) -> None:
+        """Count an open stream of the person. Synchronous, so that no cancellation can land between this count and
+        the `try` whose `finally` calls stream_closed. Coming online is announced by a task of its own, which a
+        stream closed at once cannot cut short."""
         self._streams[user_id] += 1
         pending = self._pending_offline.pop(user_id, None)
         if pending is not None:
             pending.cancel()  # came back within the grace period: never announced offline
-        elif self._streams[user_id] == 1 and await self._first_stream(user_id):
-            await self._announce(user_id, True)
+        elif self._streams[user_id] == 1:
+            self._spawn(self._maybe_online(user_id))
 
     def stream_closed(self, user_id: str) -> None:
+        """Uncount a stream; the last one closed announces the person offline after the grace period."""
         self._streams[user_id] -= 1
         if self._streams[user_id] > 0:
             return
@@ -58,15 +64,34 @@ class Presence:
         loop = asyncio.get_running_loop()
         self._pending_offline[user_id] = loop.call_later(self._grace, self._spawn_offline_check, user_id)
 
-    def _spawn_offline_check(self, user_id: str) -> None:
-        task = asyncio.ensure_future(self._maybe_offline(user_id))  # created only when the timer fires
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _spawn_offline_check(self, user_id: str) -> None:
+        self._spawn(self._maybe_offline(user_id))  # created only when the timer fires
+
+    async def _maybe_online(self, user_id: str) -> None:
+        if await self._first_stream(user_id):
+            await self._announce_if_true(user_id, True)
 
     async def _maybe_offline(self, user_id: str) -> None:
         self._pending_offline.pop(user_id, None)
         if self._streams[user_id] == 0 and await self._last_stream(user_id):
-            await self._announce(user_id, False)
+            await self._announce_if_true(user_id, False)
+
+    async def _announce_if_true(self, user_id: str, online: bool) -> None:
+        """Announcements of one person take turns, and each is made only if it is still true when its turn comes:
+        an online announcement that is slow (Redis, the database) can never land after the offline one."""
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        try:
+            async with lock:
+                if (self._streams[user_id] > 0) == online:
+                    await self._announce(user_id, online)
+        finally:
+            if not lock.locked() and self._locks.get(user_id) is lock:
+                del self._locks[user_id]
 
     async def _first_stream(self, user_id: str) -> bool:
         """This process holds its first stream of the person: announce online?"""

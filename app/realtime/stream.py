@@ -1,8 +1,10 @@
 """The Server-Sent Events stream of one browser tab.
 
-Order of work on connect: subscribe first, then replay stored messages after Last-Event-ID from the
-database, then go live, skipping anything the replay already sent. Every event carries an `id:`, the
-highest message id this stream has delivered, so a reconnect resumes exactly where it stopped.
+Order of work on connect: subscribe first, then replay stored messages from the database, from a short look-back
+before Last-Event-ID (a message with a lower id may have committed after it was shown: see
+`app.chat.messages.replay_start`), then go live, skipping anything the replay already sent. Every event carries an
+`id:`, the highest message id this stream has delivered, so a reconnect resumes where it stopped; the page drops what
+it already has by message id.
 
 Built to hold ten thousand idle streams per process: each stream is one async generator reading its channel
 subscriber's queue, with no task, queue or timer of its own. Pings come from one ticker for all streams
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+import anyio
 from anyio import to_thread
 from litestar.channels import ChannelsPlugin, Subscriber
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.chat.messages import messages_after
+from app.chat.messages import messages_after, replay_start
 from app.chat.people import get_users
 from app.db.models import Message
 from app.realtime.bus import ADMINS, PRESENCE, person_channel
@@ -172,9 +175,10 @@ class EventStream:
         render_message: RenderMessage,
         registry: StreamRegistry,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
+        look_back: bool = True,
     ) -> None:
         self.viewer = viewer
-        self.resume_from = last_event_id  # the client had everything up to here
+        self._look_back = look_back  # False: the client named no resume point, so nothing before it is replayed
         self.watermark = last_event_id  # highest message id delivered on this stream
         self.replayed: set[int] = set()
         self._channels = channels
@@ -185,11 +189,15 @@ class EventStream:
         self._still_allowed = still_allowed  # checked at every ping: an ended admin session ends its stream
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        subscriber = await self._channels.subscribe(self.viewer.channels())
-        self._registry.add(self.viewer.user_id, subscriber)
+        """The stream's bytes. However it ends (the client gone at any await, before or after the first byte, a
+        cancellation, the response closing it), the person's presence count and the subscription are released."""
+        person = None if self.viewer.is_admin else self.viewer.user_id
+        if person is not None:
+            self._presence.stream_opened(person)  # synchronous: nothing can come between it and the `try`
         try:
-            if not self.viewer.is_admin:
-                await self._presence.stream_opened(self.viewer.user_id)
+            with anyio.CancelScope(shield=True):  # never half subscribed: the subscriber is always ours to release
+                subscriber = await self._channels.subscribe(self.viewer.channels())
+            self._registry.add(self.viewer.user_id, subscriber)
             try:
                 yield CONNECTED
                 async for chunk in self._replay():
@@ -202,11 +210,12 @@ class EventStream:
                         if last:
                             return
             finally:
-                if not self.viewer.is_admin:
-                    self._presence.stream_closed(self.viewer.user_id)
+                self._registry.remove(self.viewer.user_id, subscriber)
+                with anyio.CancelScope(shield=True):
+                    await self._channels.unsubscribe(subscriber)
         finally:
-            self._registry.remove(self.viewer.user_id, subscriber)
-            await self._channels.unsubscribe(subscriber)
+            if person is not None:
+                self._presence.stream_closed(person)
 
     async def _on_event(self, raw: bytes) -> tuple[bytes, bool]:
         """The bytes to send for one queued event (b"" for nothing), and whether the stream ends after them."""
@@ -220,8 +229,10 @@ class EventStream:
         if frame.kind == "resync":  # the broker was away: catch up from the database
             return b"".join([chunk async for chunk in self._replay()]), False
         if frame.kind == "message":
-            if frame.message_id <= self.resume_from or frame.message_id in self.replayed:
-                return b"", False  # delivered before the reconnect, or by the replay just now
+            if frame.message_id in self.replayed:
+                return b"", False  # the replay just sent it
+            # A message below the watermark is not skipped: it may have committed late (see replay_start), and
+            # the page drops what it already has by message id.
             self.watermark = max(self.watermark, frame.message_id)
             return with_id(self.watermark, frame.fields), False
         if frame.kind in ("read", "presence"):
@@ -229,18 +240,30 @@ class EventStream:
         return b"", False
 
     async def _replay(self) -> AsyncIterator[bytes]:
+        """Every message the viewer may see after the look-back start of the highest id delivered so far (after a
+        broker outage too), in id order, each under the id of the highest message delivered."""
+        cursor: int | None = None  # None: start from the look-back before the watermark
         while True:
-            batch = await to_thread.run_sync(self._load_after, self.watermark)
+            batch = await to_thread.run_sync(self._load_after, cursor)
             for message_id, html in batch:
+                cursor = message_id
+                if message_id in self.replayed:
+                    continue
                 self.replayed.add(message_id)
                 self.watermark = max(self.watermark, message_id)
                 yield with_id(self.watermark, sse_fields("message", html))
             if len(batch) < REPLAY_BATCH:
                 return
 
-    def _load_after(self, after: int) -> list[tuple[int, str]]:
+    def _load_after(self, cursor: int | None) -> list[tuple[int, str]]:
+        """A batch of rendered messages after `cursor`, or (None) from the look-back start before the watermark."""
         viewer_id = None if self.viewer.is_admin else self.viewer.user_id
         with self._sessions() as session:
-            messages = messages_after(session, viewer_id, after, REPLAY_BATCH)
+            if cursor is not None:
+                start = cursor
+            else:
+                start = replay_start(session, self.watermark) if self._look_back else self.watermark
+                self._look_back = True  # a later catch-up (after a broker outage) looks back
+            messages = messages_after(session, viewer_id, start, REPLAY_BATCH)
             senders = get_users(session, {m.sender_id for m in messages})
             return [(m.id, self._render(m, senders.get(m.sender_id))) for m in messages]

@@ -33,8 +33,8 @@ from app.chat.api_keys import find_active
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
 from app.chat.monitor import MonitorFilter, list_all_conversations
 from app.chat.people import CHAT_ROLES, get_user, upsert_user, valid_user_id
-from app.db.models import Conversation, IdempotencyKey, Message, User
-from app.i18n import gettext
+from app.db.models import Message, User
+from app.realtime.bus import Delivery
 
 Db = NamedDependency[Session]
 PathId = FromPath[str]
@@ -76,15 +76,16 @@ def chat_error(_request: Request, exc: ChatError) -> Response:
         return api_error(403, "forbidden", str(exc))
     message = str(exc)
     field_name = message.split(":", 1)[0] if ":" in message and " " not in message.split(":", 1)[0] else None
-    return api_error(422, "invalid", message, getattr(exc, "field", None) or field_name)
+    return api_error(422, getattr(exc, "code", "invalid"), message, getattr(exc, "field", None) or field_name)
 
 
 class InvalidField(InvalidInput):
-    """A domain validation error about one field of the request."""
+    """A domain validation error about one field of the request, with the error code the API answers with."""
 
-    def __init__(self, field_name: str, message: str) -> None:
+    def __init__(self, field_name: str, message: str, code: str = "invalid") -> None:
         super().__init__(message)
         self.field = field_name
+        self.code = code
 
 
 @contextmanager
@@ -315,65 +316,46 @@ class ConversationsController(Controller):
         rows = rows[:size]
         return MessagePage(items=[msgs.message_data(m) for m in rows], next_after=rows[-1].id if more else None)
 
-    @post("/{cid:str}/messages", sync_to_thread=True, summary="Post a message or a system notice",
+    @post("/{cid:str}/messages", summary="Post a message or a system notice",
           responses=ERRORS | {200: ResponseSpec(dict[str, Any], description="Stored before with this Idempotency-Key")},
           description="Delivered live like any other message. Send an `Idempotency-Key` header to make retries "
-                      "safe: the same key stores one message and answers with it again.")
-    def post_message(self, request: Request, state: State, db: Db, cid: PathId,
-                     data: Annotated[MessageIn, Body(examples=[NOTICE_EXAMPLE])],
-                     idempotency_key: Annotated[str | None, HeaderParameter(
-                         name="Idempotency-Key", required=False, max_length=200)] = None) -> Response[dict[str, Any]]:
-        api_key_id: int = request.state.api_key_id
-        conversation_id = _conversation_id(cid)
+                      "safe: the same key with the same request stores one message and answers with it again (200); "
+                      "the same key with a different request (another conversation, sender, kind or body) is "
+                      "refused with 422 `idempotency_key_reused`.")
+    async def post_message(self, request: Request, state: State, cid: PathId,
+                           data: Annotated[MessageIn, Body(examples=[NOTICE_EXAMPLE])],
+                           idempotency_key: Annotated[str | None, HeaderParameter(
+                               name="Idempotency-Key", required=False, max_length=200)] = None) -> Response[Any]:
         notice = data.kind == "system" or not data.sender_id
-        if notice:
-            _ensure_system_sender(db)
-        # Lock the conversation first: two messages at once (a retry racing the original, say) would otherwise
-        # each take a shared lock on it (the message's foreign key) and then deadlock updating it on MariaDB.
-        conversation = db.scalar(select(Conversation).where(Conversation.id == conversation_id).with_for_update())
-        if conversation is None:
-            raise NotFound("conversation")
-        if idempotency_key:
-            earlier = _earlier(db, api_key_id, idempotency_key)
-            if earlier is not None:
-                return Response(msgs.message_data(earlier), status_code=200)
-        if notice:
-            with about("body"):
-                message = msgs.post_notice(db, conversation_id, data.body)
-        else:
-            convs.get_membership(db, conversation_id, _check_user_id(data.sender_id))
-            with about("body"):
-                message = msgs.send_message(db, conversation_id, data.sender_id, data.body)
-        if idempotency_key:
-            db.add(IdempotencyKey(api_key_id=api_key_id, key=idempotency_key, message_id=message.id))
+        sender_id = None if notice else _check_user_id(data.sender_id or "")
+        idempotency = (request.state.api_key_id, idempotency_key) if idempotency_key else None
+        outgoing = msgs.Outgoing(_conversation_id(cid), sender_id, data.body, kind="system" if notice else "text",
+                                 idempotency=idempotency)
+        delivery, sent = await to_thread.run_sync(_send_from_api, state, outgoing)
+        await state.bus.deliver(delivery)
+        return Response(msgs.message_data(sent.message), status_code=200 if sent.repeated else 201)
+
+
+def _send_from_api(state: State, outgoing: msgs.Outgoing) -> tuple[Delivery, msgs.Sent]:
+    """The send use case for the API (in a worker thread), rendered for the live delivery. A retry that raced the
+    original with the same key (the unique key refused it at commit) is answered from the key the original stored."""
+    with state.sessions() as db:
         try:
-            db.commit()
-        except IntegrityError:  # the same key raced in at the same moment: answer with that one
-            db.rollback()
-            earlier = _earlier(db, api_key_id, idempotency_key or "")
-            if earlier is None:
+            sent = _send_once(db, outgoing)
+        except IntegrityError:
+            if outgoing.idempotency is None:
                 raise
-            return Response(msgs.message_data(earlier), status_code=200)
-        state.bus.announce(message, get_user(db, message.sender_id), conversation)
-        return Response(msgs.message_data(message), status_code=201)
+            sent = _send_once(db, outgoing)
+        return state.bus.delivery(sent, get_user(db, sent.message.sender_id)), sent
 
 
-def _ensure_system_sender(db: Session) -> None:
-    """post_notice makes the notices' sender on first use; two first notices at once must not both fail on it.
-    Committed on its own, so the request's later reads (REPEATABLE READ on MariaDB) see it either way."""
-    if db.get(User, msgs.SYSTEM_USER_ID) is not None:
-        return
-    db.add(User(id=msgs.SYSTEM_USER_ID, name=gettext("系统通知"), role="system"))
-    try:
-        db.commit()
-    except IntegrityError:  # made by another request at the same moment
-        db.rollback()
-
-
-def _earlier(db: Session, api_key_id: int, key: str) -> Message | None:
-    record = db.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == api_key_id,
-                                                    IdempotencyKey.key == key))
-    return db.get(Message, record.message_id) if record else None
+def _send_once(db: Session, outgoing: msgs.Outgoing) -> msgs.Sent:
+    """`send`, with its refusals naming the field at fault."""
+    with about("body"):
+        try:
+            return msgs.send(db, outgoing)
+        except msgs.KeyReused as error:
+            raise InvalidField("Idempotency-Key", str(error), "idempotency_key_reused") from error
 
 
 def _conversation_id(raw: str) -> int:

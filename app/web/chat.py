@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.enums import MediaType, RequestEncodingType
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Redirect, Template
@@ -21,9 +20,10 @@ from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_person_detached, get_user, upsert_user
 from app.db.models import User
 from app.i18n import gettext as _
-from app.realtime.bus import Announcement, Bus
+from app.realtime.bus import Bus
+from app.web.delivery import Work, admit, send_and_deliver
 from app.web.deps import current_person, parse_id
-from app.web.errors import composer_error, public_error, rate_limited
+from app.web.errors import public_error
 from app.web.identity import needs_as, read_session, set_session
 
 QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
@@ -89,21 +89,16 @@ def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int
     bus.read_moved(cid, convs.participants(conversation), reader_id, up_to)
 
 
-def store_text(request: Request, state: State, raw_cid: str, body: str | None) -> Announcement | Response:
-    """Check, store and render a typed message (in a worker thread): its announcement, or the composer's error."""
-    with state.sessions() as db:
-        me = current_person(request, db, write=True, lookup=get_person_detached)
-        conversation_id = parse_id(raw_cid)
-        participants = msgs.lock_conversation(db, conversation_id, me.id)  # 404, 403
-        if (refused := rate_limited(state, "message", me.id)) is not None:
-            return refused
-        try:
-            message = msgs.store_message(db, conversation_id, me.id, msgs.clean_body(body), locked=True)
-        except InvalidInput as error:
-            db.rollback()
-            return composer_error(str(error), 422)
-        db.commit()
-        return state.bus.message_created(message, me, participants)
+def text_sender(request: Request, state: State, raw_cid: str, body: str | None) -> Work:
+    """The work of sending a typed message, for `send_and_deliver` (runs in its worker thread)."""
+
+    def work() -> tuple[msgs.Sent, User]:
+        with state.sessions() as db:
+            me = current_person(request, db, write=True, lookup=get_person_detached)
+            outgoing = msgs.Outgoing(parse_id(raw_cid), me.id, body)
+            return msgs.send(db, outgoing, admit(state, "message")), me
+
+    return work
 
 
 class ChatController(Controller):
@@ -216,11 +211,7 @@ class ChatController(Controller):
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
         # The busiest route: one trip to a worker thread for the database, then publish from the event loop.
-        outcome = await to_thread.run_sync(store_text, request, state, cid, data.get("body"))
-        if isinstance(outcome, Response):
-            return outcome
-        await state.bus.publish(outcome.event, outcome.channels)
-        return Response(outcome.html, status_code=201, media_type=MediaType.HTML)
+        return await send_and_deliver(state, text_sender(request, state, cid, data.get("body")))
 
     @post("/c/{cid:str}/read", sync_to_thread=True, status_code=204)
     def read(

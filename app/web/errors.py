@@ -82,17 +82,3 @@ def composer_error(text: str, status: int, headers: dict[str, str] | None = None
     """A refusal shown in place in the composer (htmx requests)."""
     body = render("_composer_error.html", text=text)
     return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers or {})
-
-
-def rate_limited(state, kind: str, user_id: str) -> Response | None:  # type: ignore[no-untyped-def]
-    """429 with a clear message when the person sends too much; None when the request may go on."""
-    limit, window = state.settings.message_limit if kind == "message" else state.settings.upload_limit
-    wait = state.limiter.hit(f"{kind}:{user_id}", limit, window)
-    if wait is None:
-        return None
-    if kind == "message":
-        text = _("发送太频繁了：{window} 秒内最多 {limit} 条消息，请 {wait} 秒后再试。")
-    else:
-        text = _("上传太频繁了：{window} 秒内最多 {limit} 个文件，请 {wait} 秒后再试。")
-    text = text.format(window=int(window), limit=limit, wait=wait)
-    return composer_error(text, 429, {"Retry-After": str(wait)})

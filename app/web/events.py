@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from anyio import to_thread
 from litestar import Request, get
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Stream
@@ -67,10 +68,11 @@ async def events(request: Request, state: State) -> Stream:
     resume_from = _resume_point(request)
     # An id beyond every stored message (a database restored from a backup, a number too big for the column) would
     # hold back every live message up to it, or fail the replay query: the client has at most everything there is.
-    resume_from = latest if resume_from is None else min(resume_from, latest)
     stream = EventStream(
         viewer=viewer,
-        last_event_id=resume_from,
+        last_event_id=latest if resume_from is None else min(resume_from, latest),
+        # Live only when the client names no point to resume from, or one beyond every stored message.
+        look_back=resume_from is not None and resume_from <= latest,
         channels=state.channels,
         presence=state.presence,
         sessions=state.sessions,
@@ -78,8 +80,12 @@ async def events(request: Request, state: State) -> Stream:
         registry=state.streams,
         still_allowed=_revalidation(request, state) if viewer.is_admin else None,
     )
+    body = stream.__aiter__()
+    # Closed explicitly once the response is over (the client gone): a generator left suspended at a `yield` would
+    # otherwise release its presence and subscription only when the garbage collector finds it.
     return Stream(
-        stream,
+        body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(body.aclose),
     )

@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency
-from litestar.enums import MediaType, RequestEncodingType
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import Body, FromPath
 from litestar.response import File
@@ -16,11 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.chat.errors import InvalidInput
-from app.chat.files import TooLarge, UnsupportedType, save_upload
-from app.db.models import Attachment, Member, Message
+from app.chat.files import save_upload
+from app.chat.messages import Outgoing, Sent
+from app.db.models import Attachment, Member, Message, User
 from app.i18n import gettext as _
+from app.web.delivery import admit, send_and_deliver
 from app.web.deps import current_admin, parse_id, writer_in
-from app.web.errors import composer_error, rate_limited
 from app.web.i18n_hook import set_locale
 from app.web.identity import read_session
 
@@ -52,36 +53,27 @@ class FilesController(Controller):
     path = "/"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
-    @post("/chat/c/{cid:str}/files", sync_to_thread=True, status_code=201, before_request=refuse_oversized_upload)
-    def upload(
+    @post("/chat/c/{cid:str}/files", status_code=201, before_request=refuse_oversized_upload)
+    async def upload(
         self,
         request: Request,
         state: State,
-        db: Db,
         cid: PathId,
         data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response:
-        me, conversation = writer_in(request, db, cid)
-        if (refused := rate_limited(state, "upload", me.id)) is not None:
-            return refused
         upload = data.get("file") if isinstance(data, dict) else None
-        if not isinstance(upload, UploadFile):
-            return composer_error(_("请选择要发送的文件。"), 422)
-        try:
-            message = save_upload(db, Path(state.settings.upload_dir), conversation.id, me.id, upload.file,
-                                  upload.filename, max_upload_bytes(state))
-        except TooLarge as error:
-            db.rollback()
-            return composer_error(str(error), 413)
-        except UnsupportedType as error:
-            db.rollback()
-            return composer_error(str(error), 415)
-        except InvalidInput as error:
-            db.rollback()
-            return composer_error(str(error), 422)
-        db.commit()
-        html = state.bus.announce(message, me, conversation)
-        return Response(html, status_code=201, media_type=MediaType.HTML)
+
+        def work() -> tuple[Sent, User]:
+            with state.sessions() as db:
+                me, conversation = writer_in(request, db, cid)  # 401, 403, 404 before any of the file is read
+                outgoing = Outgoing(conversation.id, me.id, upload.filename if upload else None)
+                if not isinstance(upload, UploadFile):
+                    raise InvalidInput(_("请选择要发送的文件。"))
+                sent = save_upload(db, Path(state.settings.upload_dir), outgoing, upload.file,
+                                   max_upload_bytes(state), admit(state, "upload"))
+                return sent, me
+
+        return await send_and_deliver(state, work)
 
     @get("/files/{mid:str}", sync_to_thread=True)
     def download(self, request: Request, state: State, db: Db, mid: PathId) -> File:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.enums import MediaType, RequestEncodingType
+from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Template
 from sqlalchemy.orm import Session
@@ -16,8 +16,8 @@ from app.chat import messages as msgs
 from app.chat import quick_replies as replies
 from app.chat.errors import InvalidInput
 from app.db.models import User
-from app.web.deps import current_person, parse_id, writer_in
-from app.web.errors import rate_limited
+from app.web.delivery import admit, send_and_deliver
+from app.web.deps import current_person, parse_id
 
 Db = NamedDependency[Session]
 PathId = FromPath[str]
@@ -84,14 +84,14 @@ class SendQuickReplyController(Controller):
     path = "/chat/c"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
-    @post("/{cid:str}/quick-replies/{rid:str}", sync_to_thread=True, status_code=201)
-    def send(self, request: Request, state: State, db: Db, cid: PathId, rid: PathId) -> Response:
+    @post("/{cid:str}/quick-replies/{rid:str}", status_code=201)
+    async def send(self, request: Request, state: State, cid: PathId, rid: PathId) -> Response:
         """One click sends it: stored and delivered live like any typed message."""
-        me, conversation = writer_in(request, db, cid)
-        reply = replies.get_own(db, me, parse_id(rid))
-        if (refused := rate_limited(state, "message", me.id)) is not None:
-            return refused
-        message = msgs.send_message(db, conversation.id, me.id, reply.body)
-        db.commit()
-        html = state.bus.announce(message, me, conversation)
-        return Response(html, status_code=201, media_type=MediaType.HTML)
+
+        def work() -> tuple[msgs.Sent, User]:
+            with state.sessions() as db:
+                me = current_person(request, db, write=True)
+                reply = replies.get_own(db, me, parse_id(rid))
+                return msgs.send(db, msgs.Outgoing(parse_id(cid), me.id, reply.body), admit(state, "message")), me
+
+        return await send_and_deliver(state, work)

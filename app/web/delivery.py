@@ -1,0 +1,74 @@
+"""The web side of sending: rate limits as the send use case's `admit`, the composer's answer to a refusal, and the
+one delivery step every controller that sends uses (store in a worker thread, publish from the event loop)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from anyio import to_thread
+from litestar import Response
+from litestar.datastructures import State
+from litestar.enums import MediaType
+
+from app.chat.errors import ChatError, InvalidInput, TooFrequent
+from app.chat.files import TooLarge, UnsupportedType
+from app.chat.messages import Admit, SendTooSlow, Sent
+from app.db.models import User
+from app.i18n import gettext as _
+from app.realtime.bus import Delivery
+from app.web.errors import composer_error
+
+Work = Callable[[], tuple[Sent, User | None]]
+REFUSALS: dict[type[ChatError], int] = {InvalidInput: 422, TooLarge: 413, UnsupportedType: 415, TooFrequent: 429,
+                                        SendTooSlow: 503}
+
+
+def admit(state: State, kind: str) -> Admit:
+    """The rate limit of `kind` ("message" or "upload") as an `admit` for `send`: raises TooFrequent. Called by the
+    use case only once the work is valid, so refused work never counts."""
+    limit, window = state.settings.message_limit if kind == "message" else state.settings.upload_limit
+
+    def check(user_id: str) -> None:
+        wait = state.limiter.hit(f"{kind}:{user_id}", limit, window)
+        if wait is None:
+            return
+        if kind == "message":
+            text = _("发送太频繁了：{window} 秒内最多 {limit} 条消息，请 {wait} 秒后再试。")
+        else:
+            text = _("上传太频繁了：{window} 秒内最多 {limit} 个文件，请 {wait} 秒后再试。")
+        raise TooFrequent(text.format(window=int(window), limit=limit, wait=wait), wait)
+
+    return check
+
+
+def composer_refusal(error: ChatError) -> Response | None:
+    """The composer's answer to a refused send (422, 413, 415, 429 with Retry-After, 503), or None for errors the
+    app's handlers answer (NotFound 404, Forbidden 403)."""
+    status = next((code for kind, code in REFUSALS.items() if isinstance(error, kind)), None)
+    if status is None:
+        return None
+    if isinstance(error, SendTooSlow):
+        return composer_error(_("发送超时，消息没有发出。请重试。"), status)
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, TooFrequent) else None
+    return composer_error(str(error), status, headers)
+
+
+async def send_and_deliver(state: State, work: Work) -> Response:
+    """Run `work` (which calls the send use case and returns what it sent and its sender) in a worker thread, render
+    the message there, publish it from the event loop, and answer the composer: 201 with the message's HTML, or the
+    refusal in place."""
+
+    def in_thread() -> Delivery | Response:
+        try:
+            sent, sender = work()
+        except ChatError as error:
+            if (refusal := composer_refusal(error)) is None:
+                raise
+            return refusal
+        return state.bus.delivery(sent, sender)
+
+    outcome = await to_thread.run_sync(in_thread)
+    if isinstance(outcome, Response):
+        return outcome
+    await state.bus.deliver(outcome)
+    return Response(outcome.html, status_code=201, media_type=MediaType.HTML)
