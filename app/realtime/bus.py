@@ -78,19 +78,18 @@ class Bus:
 
     def delivery(self, sent: Sent, sender: User | None) -> Delivery:
         """The one delivery of every sent message (text, quick reply, file, API message, notice): its HTML, the
-        `message` event for both participants and the admins, and a `read` event when sending moved the sender's
-        read watermark past unread messages. A repeated (idempotent) request was announced the first time."""
+        `message` event for both participants and the admins, carrying a read receipt when sending moved the
+        sender's read watermark past unread messages (streams write it as a `read` event after the message).
+        A repeated (idempotent) request was announced the first time."""
         message = sent.message
         html = render_message(message, sender)
         if sent.repeated:
             return Delivery(html, [])
-        channels = self.conversation_channels(sent.participants)
-        events = [({"t": "message", "id": message.id, "cid": message.conversation_id, "sender": message.sender_id,
-                    "html": html}, channels)]
-        if sent.read_up_to is not None:
-            events.append(({"t": "read", "cid": message.conversation_id, "user": message.sender_id,
-                            "upto": sent.read_up_to}, channels))
-        return Delivery(html, events)
+        event: dict[str, Any] = {"t": "message", "id": message.id, "cid": message.conversation_id,
+                                 "sender": message.sender_id, "html": html}
+        if sent.read_up_to is not None:  # one published event; each stream writes it as `message` then `read`
+            event["read"] = {"cid": message.conversation_id, "user": message.sender_id, "upto": sent.read_up_to}
+        return Delivery(html, [(event, self.conversation_channels(sent.participants))])
 
     async def deliver(self, delivery: Delivery) -> None:
         """Publish a delivery's events from the event loop, in order (never from a worker thread)."""

@@ -70,6 +70,7 @@ class Frame(NamedTuple):
     kind: str  # message, read, presence, resync, or "" for anything this version does not know
     message_id: int = 0
     fields: bytes = b""
+    then: bytes = b""  # a second event sent right after (a message's read receipt), its fields without `id:`
 
 
 @lru_cache(maxsize=4096)
@@ -80,7 +81,9 @@ def frame_of(raw: bytes) -> Frame:
         event = json.loads(raw)
         kind = event.get("t")
         if kind == "message":
-            return Frame("message", int(event["id"]), sse_fields("message", str(event["html"])))
+            read = event.get("read")  # the sender's watermark passed unread messages: a receipt follows
+            then = sse_fields("read", json.dumps(read)) if isinstance(read, dict) else b""
+            return Frame("message", int(event["id"]), sse_fields("message", str(event["html"])), then)
         if kind in ("read", "presence"):
             data = json.dumps({k: v for k, v in event.items() if k != "t"})
             return Frame(kind, 0, sse_fields(kind, data))
@@ -234,7 +237,8 @@ class EventStream:
             # A message below the watermark is not skipped: it may have committed late (see replay_start), and
             # the page drops what it already has by message id.
             self.watermark = max(self.watermark, frame.message_id)
-            return with_id(self.watermark, frame.fields), False
+            chunk = with_id(self.watermark, frame.fields)
+            return (chunk + with_id(self.watermark, frame.then) if frame.then else chunk), False
         if frame.kind in ("read", "presence"):
             return with_id(self.watermark, frame.fields), False
         return b"", False
