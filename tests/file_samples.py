@@ -42,6 +42,37 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
             + chunk(b"IEND", b""))
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_zeros(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A real, complete PNG of `width` × `height` black pixels (grey, or 6: RGBA), compressed row by row: a few
+    hundred KB that decode to up to width × height × 4 bytes."""
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]
+    packer = zlib.compressobj(9)
+    row = bytes(1 + width * channels)  # filter byte 0, then the row's zero bytes
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+def png_with_truncated_pixels() -> bytes:
+    """A PNG whose chunks all have valid checksums but whose pixel data (IDAT) stops halfway."""
+    image = image_bytes("PNG", size=(300, 200))
+    pixels = zlib.decompress(image[image.index(b"IDAT") + 4:image.index(b"IEND") - 8])
+    header = struct.pack(">IIBBBBB", 300, 200, 8, 2, 0, 0, 0)
+    half = zlib.compress(pixels)[: len(zlib.compress(pixels)) // 2]
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", half) + _png_chunk(b"IEND", b"")
+
+
+def gif_bomb(width: int = 9500, height: int = 9500) -> bytes:
+    """35 bytes: a GIF whose header claims a `width` × `height` canvas around a single 1×1 frame."""
+    screen = struct.pack("<HHBBB", width, height, 0, 0, 0)  # no global colour table
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0)  # image descriptor: a 1×1 frame at 0,0
+    return b"GIF89a" + screen + frame + b"\x02\x02\x44\x01\x00" + b"\x3b"
+
+
 def pdf_bytes() -> bytes:
     return (
         b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"

@@ -240,7 +240,7 @@ HOSTILE: dict[str, tuple[str, bytes, str, int, tuple[str, ...]]] = {
     "pdf named .png": ("扫描件.png", pdf_bytes(), "image/png", 415, ("不符",)),
     "windows program named .pdf": ("invoice.pdf", b"MZ\x90\x00\x03" + bytes(600), "application/pdf", 415, UNSUPPORTED),
     "truncated png": ("破图.png", image_bytes("PNG", size=(300, 200))[:80], "image/png", 415, ("损坏",)),
-    "decompression bomb png": ("炸弹.png", png_bomb(), "image/png", 415, ("损坏", "太大", "不支持")),
+    "decompression bomb png": ("炸弹.png", png_bomb(), "image/png", 413, ("图片尺寸太大",)),
     "zero bytes": ("空文件.txt", b"", "text/plain", 422, ("空",)),
 }
 

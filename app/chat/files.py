@@ -3,6 +3,7 @@ or the browser's claim; files are stored under UPLOAD_DIR/YYYY/MM/DD/ with a ran
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import secrets
 import unicodedata
@@ -22,7 +23,16 @@ from app.i18n import gettext as _
 THUMBNAIL_SIZE = 480
 MAX_NAME_LENGTH = 200
 SNIFF_BYTES = 8192
-Image.MAX_IMAGE_PIXELS = 50_000_000  # refuse decompression bombs
+# Images are checked from their headers before any decoding (check_image), then decoded in bounded memory: at most
+# IMAGE_WORKERS at once per process, each at most MAX_DECODED_PIXELS (64 MB as RGBA), or a JPEG at 1/8 of at most
+# MAX_JPEG_PIXELS. Pillow's own bomb check stops anything larger that slips past (an error, not a warning).
+MAX_DECODED_PIXELS = 16_000_000
+MAX_JPEG_PIXELS = 100_000_000
+MAX_FRAMES = 1000
+IMAGE_WORKERS = 2
+IMAGE_WAIT_SECONDS = 30.0
+_IMAGE_POOL = concurrent.futures.ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="kefu-image")
+Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS // 2  # Pillow raises past twice this, warns below
 
 
 class UnsupportedType(ChatError):
@@ -30,7 +40,11 @@ class UnsupportedType(ChatError):
 
 
 class TooLarge(ChatError):
-    """Larger than the configured limit (413)."""
+    """Larger than the configured limit, or an image with too many pixels or frames (413)."""
+
+
+class Busy(ChatError):
+    """Every place to decode images is taken for longer than IMAGE_WAIT_SECONDS (503)."""
 
 
 @dataclass(frozen=True)
@@ -134,28 +148,77 @@ def sniff(file: BinaryIO, name: str) -> str:
     return key
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _process_image(path: Path, key: str, thumbnail: Path) -> tuple[int, int]:
+    """check_image, then _make_thumbnail, on one of the IMAGE_WORKERS image threads; Busy when none is free within
+    IMAGE_WAIT_SECONDS. Own threads, not the request's: the memory allocator keeps what a thread freed for that
+    thread, so decoding on any of the many request threads would let the peak grow with their number."""
+    def work() -> tuple[int, int]:
+        size = check_image(path, key)
+        _make_thumbnail(path, thumbnail)
+        return size
+
+    future = _IMAGE_POOL.submit(work)
+    try:
+        return future.result(timeout=IMAGE_WAIT_SECONDS)
+    except concurrent.futures.TimeoutError as error:
+        if future.cancel():
+            raise Busy(_("服务器正忙，图片没有发出。请稍后重试。")) from error
+        return future.result()  # already being decoded: bounded by the image's own size
+
+
+def _too_large_image() -> TooLarge:
+    return TooLarge(_("图片尺寸太大：最大 {mp} 万像素（JPEG 照片 {jpeg} 万）。").format(
+        mp=MAX_DECODED_PIXELS // 10_000, jpeg=MAX_JPEG_PIXELS // 10_000))
+
+
+def check_image(path: Path, key: str) -> tuple[int, int]:
+    """The image's (width, height) in pixels, read from its header before anything is decoded: the canvas (a GIF's
+    logical screen, whatever its frames) at most MAX_DECODED_PIXELS (MAX_JPEG_PIXELS for JPEG, which is decoded at
+    a fraction of its size), at most MAX_FRAMES frames, and chunks that check out. Raises TooLarge or
+    UnsupportedType (damaged)."""
     try:
         with Image.open(path) as image:
-            image.verify()  # a truncated or hostile file fails here
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+            width, height = image.size
+            if width * height > (MAX_JPEG_PIXELS if key == "jpeg" else MAX_DECODED_PIXELS):
+                raise _too_large_image()
+            _count_frames(image)
+            image.verify()  # chunk checksums and structure, without decoding
+        return width, height
+    except Image.DecompressionBombError as error:
+        raise _too_large_image() from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise UnsupportedType(_("图片已损坏，无法显示。")) from error
 
 
-def _make_thumbnail(path: Path, target: Path) -> tuple[int, int]:
-    """Saved in the format its name says (.png or .jpg), since the name decides the type it is served as."""
-    as_png = target.suffix == ".png"
-    with Image.open(path) as image:
+def _count_frames(image: Image.Image) -> None:
+    """TooLarge past MAX_FRAMES frames (an animation that would stall the viewers' browsers); stops counting there."""
+    if not getattr(image, "is_animated", False):
+        return
+    try:
+        image.seek(MAX_FRAMES)
+    except EOFError:
         image.seek(0)
-        frame = image.convert("RGBA" if as_png else "RGB")
-        frame.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        if as_png:
-            frame.save(target, "PNG", optimize=True)
-        else:
-            frame.save(target, "JPEG", quality=82)
-        return frame.size
+        return
+    raise TooLarge(_("动图的帧数太多：最多 {frames} 帧。").format(frames=MAX_FRAMES))
+
+
+def _make_thumbnail(path: Path, target: Path) -> tuple[int, int]:
+    """A thumbnail of at most THUMBNAIL_SIZE px, saved in the format its name says (.png or .jpg: the name decides
+    the type it is served as). JPEG is decoded at 1/2–1/8 of its size (draft); others whole, which check_image bounds
+    to MAX_DECODED_PIXELS (64 MB as RGBA); the first frame only. Raises UnsupportedType when the data is damaged."""
+    as_png = target.suffix == ".png"
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # draft() for JPEG, then reduce() and resize
+            frame = image.convert("RGBA" if as_png else "RGB")
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        raise UnsupportedType(_("图片已损坏，无法显示。")) from error
+    if as_png:
+        frame.save(target, "PNG", optimize=True)
+    else:
+        frame.save(target, "JPEG", quality=82)
+    return frame.size
 
 
 def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: BinaryIO, max_bytes: int,
@@ -184,10 +247,9 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
         width = height = None
         thumb = None
         if file_type.kind == "image":
-            width, height = _image_size(target)
             suffix = ".thumb.png" if key in ("png", "gif", "webp") else ".thumb.jpg"
             thumb_path = target.with_name(target.stem + suffix)
-            _make_thumbnail(target, thumb_path)
+            width, height = _process_image(target, key, thumb_path)
             thumb = str(thumb_path.relative_to(upload_dir))
         attachment = Attachment(stored_path=str(relative), thumbnail_path=thumb, original_name=name,
                                 content_type=file_type.content_type, size=size, width=width, height=height)

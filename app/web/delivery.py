@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.enums import MediaType
 
 from app.chat.errors import ChatError, InvalidInput, TooFrequent
-from app.chat.files import TooLarge, UnsupportedType
+from app.chat.files import Busy, TooLarge, UnsupportedType
 from app.chat.messages import Admit, SendTooSlow, Sent
 from app.db.models import User
 from app.i18n import gettext as _
@@ -20,7 +20,7 @@ from app.web.errors import composer_error
 
 Work = Callable[[], tuple[Sent, User | None]]
 REFUSALS: dict[type[ChatError], int] = {InvalidInput: 422, TooLarge: 413, UnsupportedType: 415, TooFrequent: 429,
-                                        SendTooSlow: 503}
+                                        SendTooSlow: 503, Busy: 503}
 
 
 def admit(state: State, kind: str) -> Admit:
