@@ -230,6 +230,7 @@ def test_one_to_500_characters_are_accepted(m1: Party, db: Session, body: str) -
     ("   \n\t  ", "不能为空"),
     ("好" * 501, "500"),
     ("a" * 501, "500"),
+    ("\u200b\u3164\u2800", "看不见"),
 ])
 def test_empty_and_too_long_are_refused_with_a_clear_message(m1: Party, db: Session, body: str, words: str) -> None:
     created = post(m1, "/chat/quick-replies", {"body": body, "cid": str(m1.cid)})

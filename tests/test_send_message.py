@@ -40,6 +40,25 @@ def test_unacceptable_bodies_are_refused_and_nothing_is_stored(db: Session, body
     assert db.scalar(select(func.count()).select_from(Message)) == 0
 
 
+INVISIBLE = ["\u200b", "\ufeff", "\u2800", "\u3164", "\u2060", "\u200f", "\u200d", "\u202d", "\u115f\u1160",
+             "\uffa0", "\u034f", "\ufe0f", "\u3000\u200b\u00a0", "\u0301", "\U000e0020", "\u200b \u2800\n\u3164"]
+
+
+@pytest.mark.parametrize("body", INVISIBLE, ids=[f"U+{ord(b[0]):04X}" for b in INVISIBLE])
+def test_bodies_with_nothing_visible_are_refused_with_their_reason(db: Session, body: str) -> None:
+    conversation = open_conversation(db, "b1", "m1")
+    with pytest.raises(InvalidInput, match="看不见的字符"):
+        msgs.send_message(db, conversation.id, "b1", body)
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(Message)) == 0
+
+
+@pytest.mark.parametrize("body", ["\u200b好\u200b", "👍🏽", "👨\u200d👩\u200d👧", "é", "ㅋㅋ", "\u2801", "."])
+def test_bodies_with_something_visible_among_invisible_characters_are_kept_whole(db: Session, body: str) -> None:
+    conversation = open_conversation(db, "b1", "m1")
+    assert msgs.send_message(db, conversation.id, "b1", body).body == body
+
+
 def test_exactly_5000_characters_is_accepted(db: Session) -> None:
     conversation = open_conversation(db, "b1", "m1")
     message = msgs.send_message(db, conversation.id, "b1", "好" * 5000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,25 +15,18 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.chat import webhooks
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.chat.text import clean_text
 from app.db.models import Attachment, Conversation, IdempotencyKey, Member, Message, User, utcnow
 from app.i18n import gettext as _
 
 MAX_BODY_LENGTH = 5000
 PAGE_SIZE = 30
-_ALLOWED_CONTROLS = {"\n", "\t"}
 
 
 def clean_body(raw: str | None) -> str:
-    """The stored form of a message body, or InvalidInput with a message for the composer."""
-    body = (raw or "").replace("\r\n", "\n").replace("\r", "\n").strip()
-    if not body:
-        raise InvalidInput(_("消息不能为空。"))
-    if len(body) > MAX_BODY_LENGTH:
-        raise InvalidInput(_("消息太长了：最多 {limit} 个字符，现在有 {count} 个。").format(
-            limit=MAX_BODY_LENGTH, count=len(body)))
-    if any(unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS for c in body):
-        raise InvalidInput(_("消息含有无法显示的控制字符。"))
-    return body
+    """The stored form of a message body (app.chat.text's rule, 1–MAX_BODY_LENGTH characters, line breaks and tabs
+    allowed), or InvalidInput with a message for the composer."""
+    return clean_text(raw, _("消息"), MAX_BODY_LENGTH, multiline=True)
 
 
 SYSTEM_USER_ID = "kefu-system"

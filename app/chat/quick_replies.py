@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.chat.errors import Forbidden, InvalidInput, NotFound
+from app.chat.text import clean_text
 from app.db.models import QuickReply, User
 from app.i18n import gettext as _
 
@@ -20,12 +21,8 @@ def _check_owner(user: User) -> None:
 
 
 def clean(raw: str | None) -> str:
-    body = (raw or "").replace("\r\n", "\n").strip()
-    if not body:
-        raise InvalidInput(_("快捷回复不能为空。"))
-    if len(body) > MAX_LENGTH:
-        raise InvalidInput(_("快捷回复最多 {n} 个字符。").format(n=MAX_LENGTH))
-    return body
+    """A quick reply's text under app.chat.text's rule (1–MAX_LENGTH characters), or InvalidInput."""
+    return clean_text(raw, _("快捷回复"), MAX_LENGTH, multiline=True)
 
 
 def list_replies(session: Session, owner: User) -> list[QuickReply]:
