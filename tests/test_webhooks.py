@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
+from select import select as wait_readable
 from typing import Any
 
 import httpx
@@ -114,7 +116,8 @@ class Receiver:
                         receiver.in_flight.remove(delivery)
 
             def answer(self, status: int, delay: float, trickle: bool) -> None:
-                receiver._closing.wait(delay)
+                if self.wait_or_gone(delay):
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "10" if trickle else "2")
                 self.end_headers()
@@ -124,8 +127,17 @@ class Receiver:
                 for _ in range(10):
                     self.wfile.write(b".")
                     self.wfile.flush()
-                    if receiver._closing.wait(0.2):
+                    if self.wait_or_gone(0.2):
                         return
+
+            def wait_or_gone(self, seconds: float) -> bool:
+                """Wait `seconds`; True as soon as the sender hung up (or the receiver closes)."""
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0 and not receiver._closing.is_set():
+                    readable, _, _ = wait_readable([self.connection], [], [], min(left, 0.05))
+                    if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return True
+                return receiver._closing.is_set()
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -431,6 +443,21 @@ def test_a_receiver_that_answers_too_slowly_gets_one_attempt_at_a_time_each_coun
     assert [(row.status, row.attempts, row.last_status_code) for row in rows] == [("delivered", 2, 200)] * 2
     assert {delivery: len(hits) for delivery, hits in receiver.by_delivery().items()} == {str(i): 2 for i in ids}
     assert receiver.overlapping == set()
+
+
+def test_stopping_kefu_mid_send_lets_the_attempt_finish_so_it_is_not_sent_again(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
+    [delivery_id] = store_messages(database_url, 1)
+    receiver.delay = 0.5
+    worker = WorkerInThread(database_url, timeout=2.0, lease_margin=60.0).start()
+    try:
+        receiver.wait_until(lambda: len(receiver.snapshot()) == 1, 20, "the attempt sent")
+    finally:
+        worker.stop()  # a restart: the answer still comes, and is recorded
+    with with_session(database_url) as session:
+        row = stored_delivery(session, delivery_id)
+    assert (row.status, row.attempts, row.last_status_code, row.locked_until) == ("delivered", 1, 200, None)
 
 
 CRASHING_WORKER = """

@@ -35,6 +35,7 @@ class WebhookWorker:
         self._timeout = timeout
         self._lease = timedelta(seconds=timeout + lease_margin)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -43,23 +44,25 @@ class WebhookWorker:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Cancel the task (an attempt in flight is left to its lease: sent again once it runs out)."""
+        """Let an attempt in flight finish and be recorded (at most `timeout` seconds and a little), then end. Only
+        when that fails is it cancelled: then the attempt is left to its lease, as if the process had died."""
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            with contextlib.suppress(TimeoutError):  # then wait_for has cancelled it
+                await asyncio.wait_for(self._task, self._timeout + 5)
         if self._client:
             await self._client.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 sent = await self.send_next()
             except Exception:  # the database may be away for a moment: try again next round
                 log.exception("webhook round failed")
                 sent = False
             if not sent:
-                await asyncio.sleep(self._poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._poll)
 
     async def send_next(self) -> bool:
         """Claim, send and record one due delivery. Returns False when nothing was due."""
