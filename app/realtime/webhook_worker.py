@@ -19,6 +19,7 @@ from anyio import to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat import webhooks
+from app.db.models import utcnow
 
 log = logging.getLogger("kefu.webhooks")
 
@@ -70,11 +71,24 @@ class WebhookWorker:
         if claim is None:
             return False
         status, error = await self._post(claim)
-        recorded = await to_thread.run_sync(self._record, claim, status, error)
+        await self._record_outcome(claim, status, error)
+        return True
+
+    async def _record_outcome(self, claim: webhooks.Claim, status: int | None, error: str) -> None:
+        """Record the attempt; while the database is away, try again every poll until the lease is nearly over (then
+        the delivery is sent again once the lease has run out, as after a crash)."""
+        while True:
+            try:
+                recorded = await to_thread.run_sync(self._record, claim, status, error)
+                break
+            except Exception:
+                if utcnow() + timedelta(seconds=2 * self._poll) >= claim.lease_until:
+                    raise
+                log.exception("webhook delivery %s: recording attempt %s failed", claim.delivery_id, claim.attempt)
+                await asyncio.sleep(self._poll)
         if not recorded:
             log.warning("webhook delivery %s: lease ran out before attempt %s was recorded",
                         claim.delivery_id, claim.attempt)
-        return True
 
     def _claim(self) -> webhooks.Claim | None:
         with self._sessions() as session:
@@ -102,6 +116,6 @@ class WebhookWorker:
                 response = await self._client.post(claim.url, content=body, headers=headers)
         except TimeoutError:
             return None, f"no answer within {self._timeout:g} s"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # httpx's errors, and anything else (a URL it cannot use): a failed attempt
             return None, f"{type(exc).__name__}: {exc}"
         return response.status_code, "" if response.is_success else response.text[:200]
