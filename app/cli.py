@@ -18,7 +18,10 @@ log = logging.getLogger("kefu")
 
 
 def _settings() -> Settings:
-    return Settings.from_env()
+    try:
+        return Settings.from_env()
+    except ValueError as error:  # a setting that makes no sense (KEFU_TIMEZONE=Mars/Base): one line, exit 1
+        raise click.ClickException(str(error)) from error
 
 
 def warn_about(settings: Settings) -> None:

@@ -6,13 +6,27 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
 
 log = logging.getLogger("kefu")
 
 DEFAULT_DATABASE_URL = "sqlite:///var/kefu.db"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+@cache
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name` (from the system's zone files, else the tzdata package). Raises ValueError with
+    one clear line when there is no such zone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        raise ValueError(f"KEFU_TIMEZONE: unknown time zone {name!r}: use an IANA name such as Asia/Shanghai, "
+                         "Europe/Berlin or UTC") from error
 
 
 def _flag(value: str | None) -> bool:
@@ -52,6 +66,15 @@ class Settings:
     webhook_poll_seconds: float = 1.0
     webhook_backoff_seconds: float = 10.0
     worker_threads: int = 16  # database work runs in threads; more of them only fight over the GIL
+    timezone: str = DEFAULT_TIMEZONE  # the days of statistics and the times of the audit log
+
+    def __post_init__(self) -> None:
+        time_zone(self.timezone)  # an unknown zone stops the start, with one clear line
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """KEFU_TIMEZONE as a tzinfo: server-side days (statistics) and times (the audit log) are in it."""
+        return time_zone(self.timezone)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -78,6 +101,7 @@ class Settings:
             "streams_per_person": int(env.get("KEFU_STREAMS_PER_PERSON", "20") or 20),
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",
             "trusted_proxies": tuple(p.strip() for p in env.get("KEFU_TRUSTED_PROXIES", "").split(",") if p.strip()),
+            "timezone": env.get("KEFU_TIMEZONE", "").strip() or DEFAULT_TIMEZONE,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
+from sqlalchemy import update
 
 from app.chat.links import LinkIdentity, make_token
+from app.db.models import AuditEntry
+from app.main import create_app
 from tests.admin_support import PASSWORD, make_admin, post_login, use_fast_hashing
+from tests.conftest import make_settings
 from tests.dom import parse
 from tests.support import ROOT, TEST_SECRET
 
@@ -40,6 +45,25 @@ def test_sign_ins_failures_and_link_sign_ins_are_audited(app_client: TestClient,
     assert PASSWORD not in app_client.get("/admin/audit").text
     filtered = app_client.get("/admin/audit", params={"action": "link.sign_in"}).text
     assert "shop-7" in filtered and "nobody" not in filtered
+
+
+def test_audit_times_are_shown_in_kefu_timezone(database_url: str, tmp_path: Path, db,  # type: ignore[no-untyped-def]
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fast_hashing(monkeypatch)
+    make_admin(db)
+    for settings, zone, shown in (({}, "Asia/Shanghai", "2025-04-01 07:30:00"),
+                                  ({"timezone": "UTC"}, "UTC", "2025-03-31 23:30:00"),
+                                  ({"timezone": "America/New_York"}, "America/New_York", "2025-03-31 19:30:00")):
+        app = create_app(make_settings(database_url, tmp_path, **settings))
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            assert post_login(client, "ops", PASSWORD).status_code == 303
+            db.execute(update(AuditEntry).values(created_at=datetime(2025, 3, 31, 23, 30, tzinfo=UTC)))
+            db.commit()
+            page = parse(client.get("/admin/audit").text)
+        times = {row.one(tag="time").text() for row in page.find_all(testid="audit-entry")}
+        assert times == {shown}, zone
+        header = page.one(testid="audit-zone")
+        assert header.get("data-zone") == zone and zone in header.text()
 
 
 def test_the_audit_log_is_for_admins_only(app_client: TestClient) -> None:

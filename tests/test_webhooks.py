@@ -8,31 +8,39 @@ Kefu was down is sent when it is back; `kefu webhook deliveries` tells what happ
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
+from select import select as wait_readable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat import webhooks
 from app.chat.people import get_user
+from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import WebhookDelivery, utcnow
+from app.realtime.webhook_worker import WebhookWorker
 from tests.support import ROOT, ServerProcess, free_port, server_env
 from tests.test_api import Ran, kefu, new_key, with_session
 
@@ -52,6 +60,8 @@ class Hit:
     headers: dict[str, str]
     body: bytes
     status: int
+    wall: float = 0.0  # time.time() when it arrived
+    probed: Any = None  # what Receiver.probe returned then
 
     @property
     def delivery(self) -> str:
@@ -64,27 +74,70 @@ class Hit:
 
 class Receiver:
     """An HTTP endpoint on 127.0.0.1 that answers 500 to the first `failures` attempts of each delivery (or to
-    everything while `down`), then 200."""
+    everything while `down`), then 200; every answer `delay` seconds late, and the first `trickle` attempts of each
+    delivery answered 200 at once but its body one byte every 0.2 s (2 s in all). It counts the attempts in flight,
+    and calls `probe` (if set) as each request arrives, keeping what it returns in the hit."""
 
     def __init__(self) -> None:
         self.failures = 0
         self.down = False
+        self.delay = 0.0
+        self.trickle = 0
+        self.probe: Callable[[], Any] | None = None
         self.hits: list[Hit] = []
+        self.in_flight: list[str] = []
+        self.most_in_flight = 0
+        self.overlapping: set[str] = set()  # deliveries with two attempts in flight at once
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {name.lower(): value for name, value in self.headers.items()}
+                delivery = headers.get("x-kefu-delivery", "")
+                probed = receiver.probe() if receiver.probe else None
                 with receiver._lock:
-                    earlier = sum(1 for h in receiver.hits if h.delivery == headers.get("x-kefu-delivery"))
+                    earlier = sum(1 for h in receiver.hits if h.delivery == delivery)
                     status = 500 if receiver.down or earlier < receiver.failures else 200
-                    receiver.hits.append(Hit(time.monotonic(), self.path, headers, body, status))
+                    receiver.hits.append(Hit(time.monotonic(), self.path, headers, body, status, time.time(), probed))
+                    if delivery in receiver.in_flight:
+                        receiver.overlapping.add(delivery)
+                    receiver.in_flight.append(delivery)
+                    receiver.most_in_flight = max(receiver.most_in_flight, len(receiver.in_flight))
+                    delay, trickle = receiver.delay, earlier < receiver.trickle
+                try:
+                    self.answer(status, delay, trickle)
+                except OSError:  # the sender gave up (or died) first
+                    pass
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight.remove(delivery)
+
+            def answer(self, status: int, delay: float, trickle: bool) -> None:
+                if self.wait_or_gone(delay):
+                    return
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", "10" if trickle else "2")
                 self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"no")
+                if not trickle:
+                    self.wfile.write(b"ok" if status == 200 else b"no")
+                    return
+                for _ in range(10):
+                    self.wfile.write(b".")
+                    self.wfile.flush()
+                    if self.wait_or_gone(0.2):
+                        return
+
+            def wait_or_gone(self, seconds: float) -> bool:
+                """Wait `seconds`; True as soon as the sender hung up (or the receiver closes)."""
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0 and not receiver._closing.is_set():
+                    readable, _, _ = wait_readable([self.connection], [], [], min(left, 0.05))
+                    if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return True
+                return receiver._closing.is_set()
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -104,6 +157,12 @@ class Receiver:
     def delivered(self) -> list[Hit]:
         return [h for h in self.snapshot() if h.status == 200]
 
+    def by_delivery(self) -> dict[str, list[Hit]]:
+        grouped: dict[str, list[Hit]] = {}
+        for hit in self.snapshot():
+            grouped.setdefault(hit.delivery, []).append(hit)
+        return grouped
+
     def wait_until(self, condition: Callable[[], bool], seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds
         while not condition():
@@ -113,6 +172,7 @@ class Receiver:
             time.sleep(0.05)
 
     def close(self) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -199,35 +259,246 @@ def test_webhook_add_list_remove_and_which_events_each_gets(database_url: str, t
 
 # --- the retry schedule ---
 
+def stored_delivery(session: Session, delivery_id: int) -> WebhookDelivery:
+    """The row as committed now (a new transaction: MariaDB's repeatable read would show an old snapshot)."""
+    session.commit()
+    session.expire_all()
+    delivery = session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    return delivery
+
+
+def make_due(session: Session, delivery_id: int) -> None:
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                    .values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+    session.commit()
+
+
 def test_failed_deliveries_back_off_doubling_and_give_up_after_a_day(database_url: str) -> None:
+    lease = timedelta(seconds=60)
     with with_session(database_url) as session:
         hook = webhooks.add_webhook(session, "http://127.0.0.1:9/hook", ["message.created"])
         conversation = convs.get_or_create_conversation(session, get_user(session, "b1"), get_user(session, "m1"))
         msgs.send_message(session, conversation.id, "b1", "hi")
         session.commit()
-        [(delivery, claimed_hook)] = webhooks.claim_due(session)
-        assert claimed_hook.id == hook.id and delivery.status == "pending" and delivery.attempts == 0
-        assert webhooks.claim_due(session) == []  # claimed: no other worker takes it meanwhile
+        claim = webhooks.claim_next(session, lease)
+        assert claim is not None and claim.url == hook.url and claim.secret == hook.secret and claim.attempt == 1
+        assert stored_delivery(session, claim.delivery_id).attempts == 1  # counted before anything is sent
+        assert webhooks.claim_next(session, lease) is None  # claimed: no other worker takes it meanwhile
 
         delays = []
         for attempt, status in enumerate((500, None, 503, 500, 500, 500, 500, 500, 500, 500), start=1):
+            assert claim is not None and claim.attempt == attempt
             before = utcnow()
-            webhooks.record_attempt(session, delivery, status, "boom" if status else "ConnectError", 10.0)
-            assert delivery.status == "pending" and delivery.attempts == attempt
+            assert webhooks.record_attempt(session, claim, status, "boom" if status else "ConnectError", 10.0)
+            delivery = stored_delivery(session, claim.delivery_id)
+            assert delivery.status == "pending" and delivery.attempts == attempt and delivery.locked_until is None
             assert delivery.last_status_code == status
             delays.append(round((delivery.next_attempt_at - before).total_seconds()))
+            assert webhooks.claim_next(session, lease) is None  # not due yet
+            make_due(session, claim.delivery_id)
+            claim = webhooks.claim_next(session, lease)
         assert delays[:6] == [10, 20, 40, 80, 160, 320]
         assert delays[-1] == 3600  # at most an hour apart
-        assert webhooks.claim_due(session) == []  # not due yet
 
-        delivery.created_at = utcnow() - timedelta(days=1, seconds=1)
-        webhooks.record_attempt(session, delivery, 500, "still failing", 10.0)
-        session.expire_all()
-        stored = session.get(WebhookDelivery, delivery.id)
-        assert stored is not None and stored.status == "failed" and stored.attempts == 11
-        stored.next_attempt_at = utcnow() - timedelta(seconds=1)
+        assert claim is not None and claim.attempt == 11
+        old = replace(claim, created_at=utcnow() - timedelta(days=1, seconds=1))
+        assert webhooks.record_attempt(session, old, 500, "still failing", 10.0)
+        delivery = stored_delivery(session, claim.delivery_id)
+        assert delivery.status == "failed" and delivery.attempts == 11
+        make_due(session, claim.delivery_id)
+        assert webhooks.claim_next(session, lease) is None  # given up: never sent again
+
+
+def test_a_worker_that_stalled_past_its_lease_cannot_overwrite_the_next_attempt(database_url: str) -> None:
+    with with_session(database_url) as session:
+        webhooks.add_webhook(session, "http://127.0.0.1:9/hook", ["message.created"])
+        conversation = convs.get_or_create_conversation(session, get_user(session, "b1"), get_user(session, "m1"))
+        msgs.send_message(session, conversation.id, "b1", "hi")
         session.commit()
-        assert webhooks.claim_due(session) == []  # given up: never sent again
+        stalled = webhooks.claim_next(session, timedelta(seconds=-1))  # its lease is over at once
+        taken_over = webhooks.claim_next(session, timedelta(seconds=60))
+        assert stalled is not None and taken_over is not None
+        assert (stalled.delivery_id, stalled.attempt, taken_over.attempt) == (taken_over.delivery_id, 1, 2)
+
+        assert webhooks.record_attempt(session, taken_over, 200, "", 10.0)
+        assert not webhooks.record_attempt(session, stalled, 500, "late", 10.0)  # too late: changes nothing
+        delivery = stored_delivery(session, stalled.delivery_id)
+        assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 2, 200)
+
+
+# --- several processes sending ---
+
+class WorkerInThread:
+    """A WebhookWorker with its own engine, connection pool and event loop, in its own thread: what another
+    `kefu serve` process runs. Timeouts in seconds, small, through the worker's own parameters."""
+
+    def __init__(self, database_url: str, timeout: float, lease_margin: float) -> None:
+        self.engine = make_engine(database_url)
+        self.worker = WebhookWorker(make_sessionmaker(self.engine), poll_seconds=0.05, backoff_seconds=0.2,
+                                    timeout=timeout, lease_margin=lease_margin)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def checked_out(self) -> int:
+        """Connections this worker has taken from its pool right now."""
+        return self.engine.pool.checkedout()  # type: ignore[attr-defined]
+
+    def start(self) -> WorkerInThread:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.worker.start(), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.worker.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+        self.engine.dispose()
+
+
+@contextmanager
+def workers(database_url: str, count: int, timeout: float, lease_margin: float,
+            probed_by: Receiver | None = None) -> Iterator[list[WorkerInThread]]:
+    """`count` workers running; `probed_by`: that receiver notes how many connections each holds as a POST arrives."""
+    running = [WorkerInThread(database_url, timeout, lease_margin) for _ in range(count)]
+    if probed_by is not None:
+        probed_by.probe = lambda: [worker.checked_out() for worker in running]
+    for worker in running:
+        worker.start()
+    try:
+        yield running
+    finally:
+        for worker in running:
+            worker.stop()
+
+
+def store_messages(database_url: str, count: int) -> list[int]:
+    """`count` messages b1 → m1, each stored with its message.created delivery; their delivery ids."""
+    with with_session(database_url) as session:
+        conversation = convs.get_or_create_conversation(session, get_user(session, "b1"), get_user(session, "m1"))
+        for n in range(count):
+            msgs.send_message(session, conversation.id, "b1", f"第{n + 1}条")
+        session.commit()
+        return list(session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+
+
+def wait_for_deliveries(database_url: str, ids: list[int], seconds: float) -> list[WebhookDelivery]:
+    """Until every one of `ids` is delivered or failed (then no worker may take it again); their rows."""
+    deadline = time.monotonic() + seconds
+    with with_session(database_url) as session:
+        while True:
+            session.rollback()  # a new snapshot each round
+            rows = list(session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
+                                        .order_by(WebhookDelivery.id)))
+            if all(row.status != "pending" for row in rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not done within {seconds} s: {[(r.id, r.status, r.attempts) for r in rows]}")
+            time.sleep(0.05)
+
+
+def test_two_processes_and_a_slow_receiver_each_event_is_received_once(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """The receiver answers after 0.5 s; a whole POST may take 1 s and a claim lasts 0.3 s longer: in the old
+    batches of 20 the claim ran out mid-batch and the other process sent the rest again, attempts=1."""
+    _hook_id, secret = add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
+    ids = store_messages(database_url, 8)
+    receiver.delay = 0.5
+    with workers(database_url, 2, timeout=1.0, lease_margin=0.3):
+        rows = wait_for_deliveries(database_url, ids, 30)
+    assert [(row.status, row.attempts, row.last_status_code) for row in rows] == [("delivered", 1, 200)] * 8
+    received = receiver.by_delivery()
+    assert sorted(received) == sorted(str(i) for i in ids)
+    assert {delivery: len(hits) for delivery, hits in received.items() if len(hits) != 1} == {}
+    assert receiver.most_in_flight == 2  # both processes sent, side by side
+    for hit in receiver.snapshot():
+        assert_signed(hit, secret)
+    lines = deliveries_lines(database_url, tmp_path)
+    assert all("\tdelivered\t" in line and "attempts=1\t" in line for line in lines), lines
+
+
+def test_no_database_connection_is_held_while_a_receiver_takes_its_time(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """One worker, so its pool serves only its own claims and records: while a POST is out it holds none. Before,
+    the first delivery of each batch went out with a connection checked out (an open transaction on MariaDB)."""
+    add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
+    ids = store_messages(database_url, 3)
+    receiver.delay = 0.2
+    with workers(database_url, 1, timeout=1.0, lease_margin=0.3, probed_by=receiver):
+        wait_for_deliveries(database_url, ids, 30)
+    assert [hit.probed for hit in receiver.snapshot()] == [[0]] * 3
+
+
+def test_a_receiver_that_answers_too_slowly_gets_one_attempt_at_a_time_each_counted(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """The first attempt's answer trickles in over 2 s: the sender gives up after its 0.6 s, records the attempt,
+    and tries again after the backoff. Before, only each read had a timeout: the attempt went on, its claim ran
+    out and the other process sent the same event alongside it."""
+    add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
+    ids = store_messages(database_url, 2)
+    receiver.trickle = 1
+    with workers(database_url, 2, timeout=0.6, lease_margin=0.3):
+        rows = wait_for_deliveries(database_url, ids, 30)
+    assert [(row.status, row.attempts, row.last_status_code) for row in rows] == [("delivered", 2, 200)] * 2
+    assert {delivery: len(hits) for delivery, hits in receiver.by_delivery().items()} == {str(i): 2 for i in ids}
+    assert receiver.overlapping == set()
+
+
+def test_stopping_kefu_mid_send_lets_the_attempt_finish_so_it_is_not_sent_again(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
+    [delivery_id] = store_messages(database_url, 1)
+    receiver.delay = 0.5
+    worker = WorkerInThread(database_url, timeout=2.0, lease_margin=60.0).start()
+    try:
+        receiver.wait_until(lambda: len(receiver.snapshot()) == 1, 20, "the attempt sent")
+    finally:
+        worker.stop()  # a restart: the answer still comes, and is recorded
+    with with_session(database_url) as session:
+        row = stored_delivery(session, delivery_id)
+    assert (row.status, row.attempts, row.last_status_code, row.locked_until) == ("delivered", 1, 200, None)
+
+
+CRASHING_WORKER = """
+import asyncio, sys
+from app.db.engine import make_engine, make_sessionmaker
+from app.realtime.webhook_worker import WebhookWorker
+
+async def main() -> None:
+    worker = WebhookWorker(make_sessionmaker(make_engine(sys.argv[1])), poll_seconds=0.05,
+                           timeout=float(sys.argv[2]), lease_margin=float(sys.argv[3]))
+    await worker.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_killed_mid_send_leads_to_exactly_one_resend_after_its_lease(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
+    [delivery_id] = store_messages(database_url, 1)
+    receiver.delay = 10.0  # the first attempt hangs until its sender is gone
+    child = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, database_url, "1.0", "1.0"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        receiver.wait_until(lambda: len(receiver.snapshot()) == 1, 20, "the first attempt sent")
+    finally:
+        child.kill()  # SIGKILL: nothing after the claim is recorded
+        _out, err = child.communicate(timeout=10)
+    assert child.returncode == -signal.SIGKILL, err.decode()
+    with with_session(database_url) as session:
+        crashed = stored_delivery(session, delivery_id)
+    assert (crashed.status, crashed.attempts) == ("pending", 1)  # the attempt counted, the outcome never came
+    assert crashed.locked_until is not None
+    receiver.delay = 0.0
+    with workers(database_url, 2, timeout=1.0, lease_margin=1.0):
+        [row] = wait_for_deliveries(database_url, [delivery_id], 30)
+    assert (row.status, row.attempts, row.last_status_code) == ("delivered", 2, 200)
+    first, resent = receiver.by_delivery()[str(delivery_id)]  # sent twice, never three times
+    assert resent.wall >= crashed.locked_until.timestamp() - 0.05  # only once the dead process's lease ran out
+    assert first.body == resent.body
 
 
 # --- over a real server ---

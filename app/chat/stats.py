@@ -1,13 +1,17 @@
-"""Statistics for admins: daily volumes, and how fast merchants and support answer."""
+"""Statistics for admins: daily volumes, and how fast merchants and support answer.
+
+Days are the days of a time zone (KEFU_TIMEZONE, Asia/Shanghai by default), not UTC's: a message at 23:30 UTC is
+on the next day in Beijing. Times are stored in UTC; each day's bounds are worked out here with zoneinfo, so
+daylight-saving zones get their 23- and 25-hour days and the database needs no time zone tables."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Conversation, Message, User, utcnow
@@ -32,27 +36,48 @@ class ResponseStats:
     within_five_minutes: float  # share of all `conversations`, 0..1
 
 
-def _days(today: date, days: int) -> list[date]:
-    return [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+@dataclass(frozen=True)
+class Window:
+    """The last `days` days up to today in a time zone: each day from its local midnight to the next, in UTC (a day
+    with a daylight-saving change lasts 23 or 25 hours)."""
+
+    days: list[date]
+    bounds: list[datetime]  # aware UTC: the start of each day, then the end of the last one
+
+    @property
+    def start(self) -> datetime:
+        return self.bounds[0]
 
 
-def _daily(session: Session, column, since: datetime, today: date, days: int) -> list[DailyCount]:  # type: ignore[no-untyped-def]
-    day = func.date(column)
-    rows = session.execute(select(day, func.count()).where(column >= since).group_by(day)).all()
-    counts = {str(d)[:10]: n for d, n in rows}
-    return [DailyCount(d, counts.get(d.isoformat(), 0)) for d in _days(today, days)]
+def window(now: datetime, zone: tzinfo, days: int = DAYS) -> Window:
+    """The `days` days ending today in `zone`, today being the date of `now` (aware) there."""
+    today = now.astimezone(zone).date()
+    dates = [today - timedelta(days=n) for n in range(days - 1, -2, -1)]  # and the day after, for the last end
+    bounds = [datetime.combine(d, time.min, zone).astimezone(UTC) for d in dates]
+    return Window(dates[:-1], bounds)
 
 
-def daily_messages(session: Session, days: int = DAYS, now: datetime | None = None) -> list[DailyCount]:
-    now = now or utcnow()
-    since = datetime.combine(now.date() - timedelta(days=days - 1), datetime.min.time(), now.tzinfo)
-    return _daily(session, Message.created_at, since, now.date(), days)
+def _daily(session: Session, column, span: Window) -> list[DailyCount]:  # type: ignore[no-untyped-def]
+    """Rows of `column` (a UTC time) per day of `span`: one query, each row put in its day by comparing with the
+    days' UTC bounds (computed here; no time zone tables needed in the database)."""
+    day = case(*[(column < end, n) for n, end in enumerate(span.bounds[1:])])
+    rows = session.execute(
+        select(day, func.count()).where(column >= span.start, column < span.bounds[-1]).group_by(day)
+    ).all()
+    counts = {int(n): count for n, count in rows}
+    return [DailyCount(d, counts.get(n, 0)) for n, d in enumerate(span.days)]
 
 
-def daily_conversations(session: Session, days: int = DAYS, now: datetime | None = None) -> list[DailyCount]:
-    now = now or utcnow()
-    since = datetime.combine(now.date() - timedelta(days=days - 1), datetime.min.time(), now.tzinfo)
-    return _daily(session, Conversation.created_at, since, now.date(), days)
+def daily_messages(session: Session, *, zone: tzinfo, days: int = DAYS, now: datetime | None = None
+                   ) -> list[DailyCount]:
+    """Messages per day over the last `days` days in `zone` (KEFU_TIMEZONE), oldest first."""
+    return _daily(session, Message.created_at, window(now or utcnow(), zone, days))
+
+
+def daily_conversations(session: Session, *, zone: tzinfo, days: int = DAYS, now: datetime | None = None
+                        ) -> list[DailyCount]:
+    """New conversations per day over the last `days` days in `zone` (KEFU_TIMEZONE), oldest first."""
+    return _daily(session, Conversation.created_at, window(now or utcnow(), zone, days))
 
 
 def _chunks(items: list[int]) -> Iterator[list[int]]:
@@ -70,10 +95,11 @@ def agent_of(role_a: str, role_b: str, a: str, b: str) -> str | None:
     return None
 
 
-def response_times(session: Session, days: int = DAYS, now: datetime | None = None) -> list[ResponseStats]:
-    """For each merchant and support person: first-response times over conversations active in the window."""
-    now = now or utcnow()
-    since = now - timedelta(days=days)
+def response_times(session: Session, *, zone: tzinfo, days: int = DAYS, now: datetime | None = None
+                   ) -> list[ResponseStats]:
+    """For each merchant and support person: first-response times over conversations active in the last `days`
+    days in `zone` (the charts' days: from the first one's midnight there)."""
+    since = window(now or utcnow(), zone, days).start
     users = {u.id: u for u in session.scalars(select(User).where(User.role.in_(("merchant", "support", "buyer"))))}
     conversations = session.execute(
         select(Conversation.id, Conversation.user_a, Conversation.user_b).where(Conversation.last_activity_at >= since)

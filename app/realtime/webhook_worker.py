@@ -1,4 +1,10 @@
-"""Sends stored webhook deliveries: signed, retried with backoff, one worker task per process."""
+"""Sends stored webhook deliveries: signed, retried with backoff, one worker task per process.
+
+One delivery at a time: claim it (a short transaction, committed, connection returned to the pool), POST it on the
+event loop with a hard deadline of `timeout` seconds for the whole request, then record the outcome (another short
+transaction). No database connection is held while waiting for the receiver. The claim's lease is the deadline plus
+`lease_margin`, so it outlasts the send it covers and the recording after it; another process takes a delivery over
+only when the lease ran out, i.e. when this process died (or stalled longer than the margin) mid-attempt."""
 
 from __future__ import annotations
 
@@ -6,63 +12,110 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 
 import httpx
 from anyio import to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat import webhooks
+from app.db.models import utcnow
 
 log = logging.getLogger("kefu.webhooks")
 
 
 class WebhookWorker:
+    """Polls every `poll_seconds` when idle; `backoff_seconds` is the first retry delay; `timeout` bounds one POST
+    (connect, send, answer) in seconds; `lease_margin` is how much longer than that a claim lasts (seconds)."""
+
     def __init__(self, sessions: sessionmaker[Session], poll_seconds: float = 1.0, backoff_seconds: float = 10.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, lease_margin: float = 50.0) -> None:
         self._sessions = sessions
         self._poll = poll_seconds
         self._backoff = backoff_seconds
         self._timeout = timeout
+        self._lease = timedelta(seconds=timeout + lease_margin)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Let an attempt in flight finish and be recorded (at most `timeout` seconds and a little), then end. Only
+        when that fails is it cancelled: then the attempt is left to its lease, as if the process had died."""
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            with contextlib.suppress(TimeoutError):  # then wait_for has cancelled it
+                await asyncio.wait_for(self._task, self._timeout + 5)
+        if self._client:
+            await self._client.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
-                sent = await to_thread.run_sync(self.send_due)
+                sent = await self.send_next()
             except Exception:  # the database may be away for a moment: try again next round
                 log.exception("webhook round failed")
-                sent = 0
+                sent = False
             if not sent:
-                await asyncio.sleep(self._poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._poll)
 
-    def send_due(self) -> int:
-        """One round: claim what is due, send each, record the outcome. Returns how many were attempted."""
-        with self._sessions() as session, httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
-            due = webhooks.claim_due(session)
-            for delivery, hook in due:
-                body = delivery.payload.encode()
-                timestamp = str(int(time.time()))
-                headers = {
-                    "Content-Type": "application/json",
-                    "User-Agent": "Kefu-Webhooks/1",
-                    "X-Kefu-Event": delivery.event,
-                    "X-Kefu-Delivery": str(delivery.id),
-                    "X-Kefu-Timestamp": timestamp,
-                    "X-Kefu-Signature": webhooks.sign(hook.secret, timestamp, body),
-                }
-                try:
-                    response = client.post(hook.url, content=body, headers=headers)
-                    status, error = response.status_code, "" if response.is_success else response.text[:200]
-                except httpx.HTTPError as exc:
-                    status, error = None, f"{type(exc).__name__}: {exc}"
-                webhooks.record_attempt(session, delivery, status, error, self._backoff)
-            return len(due)
+    async def send_next(self) -> bool:
+        """Claim, send and record one due delivery. Returns False when nothing was due."""
+        claim = await to_thread.run_sync(self._claim)
+        if claim is None:
+            return False
+        status, error = await self._post(claim)
+        await self._record_outcome(claim, status, error)
+        return True
+
+    async def _record_outcome(self, claim: webhooks.Claim, status: int | None, error: str) -> None:
+        """Record the attempt; while the database is away, try again every poll until the lease is nearly over (then
+        the delivery is sent again once the lease has run out, as after a crash)."""
+        while True:
+            try:
+                recorded = await to_thread.run_sync(self._record, claim, status, error)
+                break
+            except Exception:
+                if utcnow() + timedelta(seconds=2 * self._poll) >= claim.lease_until:
+                    raise
+                log.exception("webhook delivery %s: recording attempt %s failed", claim.delivery_id, claim.attempt)
+                await asyncio.sleep(self._poll)
+        if not recorded:
+            log.warning("webhook delivery %s: lease ran out before attempt %s was recorded",
+                        claim.delivery_id, claim.attempt)
+
+    def _claim(self) -> webhooks.Claim | None:
+        with self._sessions() as session:
+            return webhooks.claim_next(session, self._lease)
+
+    def _record(self, claim: webhooks.Claim, status: int | None, error: str) -> bool:
+        with self._sessions() as session:
+            return webhooks.record_attempt(session, claim, status, error, self._backoff)
+
+    async def _post(self, claim: webhooks.Claim) -> tuple[int | None, str]:
+        """POST the delivery, whole request within `timeout` seconds: (status, error text) or (None, error)."""
+        assert self._client is not None, "start() first"
+        body = claim.payload.encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Kefu-Webhooks/1",
+            "X-Kefu-Event": claim.event,
+            "X-Kefu-Delivery": str(claim.delivery_id),
+            "X-Kefu-Timestamp": timestamp,
+            "X-Kefu-Signature": webhooks.sign(claim.secret, timestamp, body),
+        }
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(claim.url, content=body, headers=headers)
+        except TimeoutError:
+            return None, f"no answer within {self._timeout:g} s"
+        except Exception as exc:  # httpx's errors, and anything else (a URL it cannot use): a failed attempt
+            return None, f"{type(exc).__name__}: {exc}"
+        return response.status_code, "" if response.is_success else response.text[:200]

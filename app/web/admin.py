@@ -125,12 +125,14 @@ class AdminController(Controller):
     @get("/stats", sync_to_thread=True)
     def stats_page(self, request: Request, db: Db) -> Template:
         admin = require_admin(request, db)
+        zone = request.app.state.settings.zone
         context = {
             "admin": admin,
-            "messages_per_day": stats.daily_messages(db),
-            "conversations_per_day": stats.daily_conversations(db),
-            "responses": stats.response_times(db),
+            "messages_per_day": stats.daily_messages(db, zone=zone),
+            "conversations_per_day": stats.daily_conversations(db, zone=zone),
+            "responses": stats.response_times(db, zone=zone),
             "days": stats.DAYS,
+            "zone": zone,
         }
         return Template("admin_stats.html", context=context)
 
@@ -141,7 +143,7 @@ class AdminController(Controller):
         rows, next_before = audit.entries(db, parse_id(before) if before else None, chosen)
         next_url = "/admin/audit?" + urlencode({k: v for k, v in (("action", chosen), ("before", next_before)) if v})
         context = {"admin": admin, "entries": rows, "actions": audit.ACTIONS, "action": chosen,
-                   "next_url": next_url if next_before else None}
+                   "next_url": next_url if next_before else None, "zone": request.app.state.settings.zone}
         return Template("admin_audit.html", context=context)
 
     def _list_context(self, request: Request, rows: list[MonitorRow], cursor: ListCursor | None,

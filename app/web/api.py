@@ -27,13 +27,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
-from app.chat import links
+from app.chat import links, sync
 from app.chat import messages as msgs
 from app.chat.api_keys import find_active
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
-from app.chat.monitor import MonitorFilter, list_all_conversations
 from app.chat.people import CHAT_ROLES, get_user, upsert_user, valid_user_id
-from app.db.models import Message, User
+from app.db.models import Message, User, utcnow
 from app.realtime.bus import Delivery
 
 Db = NamedDependency[Session]
@@ -170,6 +169,7 @@ class MessageIn:
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None = None
+    next_updated_since: str | None = None  # on the last page of a walk: where the next sync starts
 
 
 @dataclass
@@ -211,6 +211,22 @@ ERRORS = {status: ResponseSpec(data_container=ErrorBody, description=description
           for status, description in ((400, "Invalid request: `field` names the bad one"),
                                       (401, "Missing, unknown or revoked API key"), (403, "Not allowed"),
                                       (404, "Not found"), (422, "Invalid value"))}
+
+WALK_DESCRIPTION = f"""Keyset pages of a person's conversations (`user_id`) or of every conversation.
+
+Follow `next_cursor` until it is null. The list keeps moving while you page (a conversation that gets a message
+moves to the top), so a walk returns **every conversation at least once**, and some twice:
+
+- Without `updated_since`: newest activity first. A walk of more than one page then continues, oldest activity
+  first, with the conversations active since the walk began (less {sync.OVERLAP.seconds} s), so those that moved
+  up while you paged come again at the end.
+- With `updated_since`: a sync, oldest activity first by (`last_activity_at`, `id`): the conversations with activity
+  at or after that time. One that changes during the walk moves to the end and comes again.
+
+The last page (`next_cursor` null) carries `next_updated_since`: pass it as `updated_since` for the next sync. It lies
+at least {sync.OVERLAP.seconds} s before the walk began, so a message whose transaction committed late (with an
+activity time older than conversations already returned) is in the next sync; that sync repeats the conversations
+of the overlap. Deduplicate by `id`, keeping the item with the latest `last_activity_at`."""
 
 NOTICE_EXAMPLE = Example(summary="an order notice", value={"body": "订单已发货", "kind": "system"})
 
@@ -265,22 +281,25 @@ class ConversationsController(Controller):
     path = "/conversations"
     tags = ["conversations"]  # noqa: RUF012
 
-    @get("/", sync_to_thread=True, responses=ERRORS, summary="Conversations, newest activity first (keyset pagination)")
+    @get("/", sync_to_thread=True, responses=ERRORS, summary="Conversations: newest first, or what changed since",
+         description=WALK_DESCRIPTION)
     def list_conversations(
         self, db: Db,
         user_id: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
         cursor: Annotated[str | None, QueryParameter(required=False, max_length=80)] = None,
         limit: Annotated[int | None, QueryParameter(required=False, ge=1, le=MAX_PAGE)] = None,
+        updated_since: Annotated[datetime | None, QueryParameter(
+            required=False, description="Start a sync: conversations with activity at or after this time "
+                                        "(RFC 3339, e.g. 2025-11-25T08:00:00.000000Z), oldest activity first")] = None,
     ) -> Page:
-        with about("cursor"):
-            before = convs.ListCursor.decode(cursor) if cursor else None
-        if user_id:
-            items, next_cursor = convs.list_conversations(db, _check_user_id(user_id), before, _limit(limit, 30))
-            data = [convs.conversation_data(item.conversation) for item in items]
-        else:
-            rows, next_cursor = list_all_conversations(db, MonitorFilter(), before, _limit(limit, 30))
-            data = [convs.conversation_data(row.conversation) for row in rows]
-        return Page(items=data, next_cursor=next_cursor.encode() if next_cursor else None)
+        with about("cursor"):  # a cursor continues its walk (whatever updated_since says); updated_since starts one
+            position = sync.WalkCursor.decode(cursor) if cursor else None
+        if position is None and updated_since is not None:
+            position = sync.WalkCursor.since_time(updated_since, utcnow())
+        page = sync.walk(db, _check_user_id(user_id) if user_id else None, position, _limit(limit, 30))
+        return Page(items=[convs.conversation_data(c) for c in page.conversations],
+                    next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+                    next_updated_since=_rfc3339(page.resume_at) if page.resume_at else None)
 
     @post("/", sync_to_thread=True, summary="Open (or find) the conversation of two people",
           responses=ERRORS | {200: ResponseSpec(dict[str, Any], description="Found: it existed already")})
@@ -356,6 +375,11 @@ def _send_once(db: Session, outgoing: msgs.Outgoing) -> msgs.Sent:
             return msgs.send(db, outgoing)
         except msgs.KeyReused as error:
             raise InvalidField("Idempotency-Key", str(error), "idempotency_key_reused") from error
+
+
+def _rfc3339(moment: datetime) -> str:
+    """UTC with microseconds and `Z` (no `+`, which a query string would turn into a space)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _conversation_id(raw: str) -> int:
