@@ -109,7 +109,7 @@ class FilesController(Controller):
             headers={
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": SANDBOX_CSP,
-                "Cache-Control": "private, max-age=86400",
+                "Cache-Control": "no-store",  # a shared computer's browser keeps no one's files
             },
         )
 

@@ -25,6 +25,8 @@ def content_security_policy(frame_ancestors: str) -> str:
 
 
 API_DOC_PAGES = ("/api/docs", "/api/redoc")
+STATIC = "/static/"
+NO_STORE = (b"cache-control", b"no-store")  # a response's own Cache-Control (the event stream's no-cache) wins
 
 
 class SecurityHeadersMiddleware:
@@ -50,7 +52,10 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         https = scope.get("scheme") == "https"
-        policy = self.docs_raw if scope.get("path", "").startswith(API_DOC_PAGES) else self.raw
+        path = scope.get("path", "")
+        policy = self.docs_raw if path.startswith(API_DOC_PAGES) else self.raw
+        if not path.startswith(STATIC):  # pages, fragments, files and JSON: never kept by a shared browser's cache
+            policy = [*policy, NO_STORE]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
