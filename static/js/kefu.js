@@ -114,7 +114,7 @@
       const known = openUnread(cid);
       if (known !== null) { fix += n - known; n = known; } // read here, and not yet (or just) told
       setItemUnread(item, n);
-      if (known !== null) applyPeerRead(cid, Number(item.dataset.peerLastRead || 0));
+      applyPeerRead(cid, Number(item.dataset.peerLastRead || 0)); // for the open conversation only
     }
     if (Number.isFinite(total)) applyServerTotal(total, asOf, throughs, fix);
   }
