@@ -162,7 +162,7 @@ def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] 
     if prepare is not None:
         prepare(page)
     page.goto(f"{server.url}/chat?{query}")
-    page.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    page.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")  # hidden on a phone
     page.js_errors = errors  # checked by the tests: a broken script is a broken product
     return page
 
