@@ -59,21 +59,40 @@ def test_a_message_that_arrives_while_the_reader_is_scrolled_up_is_read_only_aft
     assert m1.js_errors == [] and b1.js_errors == []
 
 
-def test_a_message_that_arrives_in_a_hidden_tab_is_read_when_the_tab_is_shown(  # type: ignore[no-untyped-def]
+def test_messages_in_a_tab_opened_in_the_background_are_read_when_the_tab_is_shown(  # type: ignore[no-untyped-def]
     browser, server: ServerProcess
 ) -> None:
-    m1 = open_chat(browser, server, "user_id=m1&target=b1")
     b1 = open_chat(browser, server, "user_id=b1&target=m1")
-    hide_page(m1, True)
+    send(b1, "在吗？想问下价格")
+    first = b1.locator(".msg-row.mine", has_text="想问下价格")
+    first.wait_for()
+
+    def in_the_background(page) -> None:  # type: ignore[no-untyped-def]
+        page.add_init_script("""
+          Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+          Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+        """)
+
+    # e.g. a link opened in a new tab
+    m1 = open_chat(browser, server, "user_id=m1&target=b1", prepare=in_the_background)
+    received(m1, "想问下价格")
     send(b1, "你在吗？")
     received(m1, "你在吗？")
-    expect(m1).to_have_title(re.compile(r"^\(1\) "))
-    new_row = b1.locator(".msg-row.mine", has_text="你在吗？")
-    expect(new_row).not_to_have_class(re.compile(r"\bis-read\b"))
+    expect(m1).to_have_title(re.compile(r"^\(2\) "))
+    second = b1.locator(".msg-row.mine", has_text="你在吗？")
+    expect(first).not_to_have_class(re.compile(r"\bis-read\b"))
+    expect(second).not_to_have_class(re.compile(r"\bis-read\b"))
 
-    hide_page(m1, False)
-    expect(new_row).to_have_class(re.compile(r"\bis-read\b"))
+    hide_page(m1, False)  # the person switches to the tab
+    expect(second).to_have_class(re.compile(r"\bis-read\b"))
+    expect(first).to_have_class(re.compile(r"\bis-read\b"))
     expect(m1).to_have_title(re.compile(r"^[^(]"))
+
+    hide_page(m1, True)  # and away again: a new message waits
+    send(b1, "那我先下单了")
+    received(m1, "那我先下单了")
+    expect(m1).to_have_title(re.compile(r"^\(1\) "))
+    expect(b1.locator(".msg-row.mine", has_text="先下单")).not_to_have_class(re.compile(r"\bis-read\b"))
     assert m1.js_errors == [] and b1.js_errors == []
 
 
