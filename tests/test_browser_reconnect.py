@@ -106,7 +106,7 @@ def test_a_storm_of_reconnect_reasons_opens_one_stream_and_a_message_counts_once
     assert b1.js_errors == []
 
 
-def test_a_message_delivered_twice_counts_rings_and_notifies_once(  # type: ignore[no-untyped-def]
+def test_a_message_delivered_twice_counts_and_notifies_once(  # type: ignore[no-untyped-def]
     browser, server: ServerProcess, sqlite_url: str
 ) -> None:
     with database(sqlite_url) as db:
