@@ -152,13 +152,17 @@ def json_data(event: Event) -> dict:
 
 # --- browser pages ---
 
-def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = (1280, 800)):  # type: ignore[no-untyped-def]
+def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = (1280, 800),  # type: ignore[no-untyped-def]
+              prepare=None):
+    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads."""
     context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    if prepare is not None:
+        prepare(page)
     page.goto(f"{server.url}/chat?{query}")
-    page.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    page.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")  # hidden on a phone
     page.js_errors = errors  # checked by the tests: a broken script is a broken product
     return page
 
@@ -166,3 +170,37 @@ def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] 
 def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.fill("textarea[name=body]", text)
     page.keyboard.press("Enter")
+
+
+# Watches the page's event streams from outside the app's script: every EventSource the page opens, and the
+# message events each one received. Tests count open streams and replay a delivered event with it.
+STREAM_PROBE = """
+(() => {
+  const Native = window.EventSource;
+  window.__streams = [];
+  window.EventSource = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.__messages = [];
+      this.addEventListener("message", (e) => this.__messages.push({ data: e.data, lastEventId: e.lastEventId }));
+      window.__streams.push(this);
+    }
+  };
+})();
+"""
+OPEN_STREAMS = "() => window.__streams.filter((s) => s.readyState !== EventSource.CLOSED).length"
+
+
+def hide_page(page, hidden: bool) -> None:  # type: ignore[no-untyped-def]
+    """What a browser reports when the tab goes to the background (True) or comes back (False). Headless
+    Chromium never hides a page by itself, so the document's visibility is overridden and the event sent."""
+    page.evaluate("""(hidden) => {
+      if (hidden) {
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      } else {
+        delete document.visibilityState;
+        delete document.hidden;
+      }
+      document.dispatchEvent(new Event("visibilitychange"));
+    }""", hidden)

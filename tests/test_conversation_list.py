@@ -277,3 +277,29 @@ def test_the_item_fragment_is_one_conversation_as_its_reader_sees_it(db: Session
     assert other_side.get("data-peer-id") == "b1"
     assert other_side.one(cls="conv-name").text() == "保安堂药房"
     assert other_side.one(testid="unread").text() == "0"
+
+
+def test_the_refreshed_list_and_an_item_carry_the_true_unread_total_beyond_the_first_page(
+    db: Session, app_client: TestClient
+) -> None:
+    """After a reconnect the page takes its title from here: the total counts every conversation, not the 30 shown."""
+    cids = many_merchants(db, 40)  # one unread message each; lm1…lm10 are beyond the first page
+    sign_in(app_client, "b1")
+    refreshed = app_client.get("/chat/list", headers={"HX-Request": "true"})
+    assert refreshed.status_code == 200
+    assert len(items_of(refreshed.text)) == PAGE_SIZE
+    total = parse(refreshed.text).one(testid="list-total")
+    assert total.get("data-total-unread") == "40"
+    newest = int(items_of(refreshed.text)[0].get("data-last-message-id") or 0)
+    assert total.get("data-as-of") == str(newest)  # the newest message the total accounts for
+    assert items_of(refreshed.text)[0].get("data-unread-through") == str(newest)
+
+    more = load_more(refreshed.text)
+    assert more is not None
+    second = app_client.get(more.get("hx-get") or "", headers={"HX-Request": "true"}).text
+    assert parse(second).find_all(testid="list-total") == []  # only the first page says it
+
+    oldest = parse(app_client.get(f"/chat/c/{cids[0]}/item").text).one(testid="conversation")
+    assert oldest.get("data-total-unread") == "40"
+    assert oldest.get("data-as-of") == str(newest)
+    assert oldest.one(testid="unread").text() == "1"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
@@ -28,6 +29,7 @@ from app.web.identity import needs_as, read_session, set_session
 
 QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
 Db = NamedDependency[Session]
+T = TypeVar("T")
 PathId = FromPath[str]
 
 
@@ -39,17 +41,39 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
+def unread_snapshot(db: Session, build: Callable[[], T]) -> tuple[T, int]:
+    """`build()` (which reads counts or list items) and `as_of`, the newest message id its reads account for.
+
+    The browser adds to server counts only messages newer than what they include, so the two must agree. On
+    MariaDB the transaction's snapshot makes them agree; SQLite reads each statement afresh, so `build` is run
+    again (at most three times) when a message was stored while it ran."""
+    for _attempt in range(3):
+        as_of = msgs.latest_message_id(db)
+        result = build()
+        if msgs.latest_message_id(db) == as_of:
+            break
+        db.expire_all()
+    return result, as_of
+
+
 def page_context(request: Request, db: Session, me: User, open_cid: int | None) -> dict[str, Any]:
-    """Everything the chat page shows: the list, the open thread and its peer, unread total, presence."""
+    """Everything the chat page shows: the list, the open thread and its peer, unread total, presence.
+
+    Rendering reads nothing: the page's script marks read what has been on the screen (`read`)."""
     presence = request.app.state.presence
-    last_event_id = msgs.latest_message_id(db)  # read first: the stream replays anything newer
-    open_thread = thread_context(request, db, me, open_cid) if open_cid is not None else None  # reads it
-    items, cursor = convs.list_conversations(db, me.id)
+
+    def build() -> tuple[list[convs.ConversationItem], convs.ListCursor | None, int]:
+        items, cursor = convs.list_conversations(db, me.id)
+        return items, cursor, convs.total_unread(db, me.id)
+
+    # last_event_id is read first: the stream replays anything newer
+    (items, cursor, total), last_event_id = unread_snapshot(db, build)
+    open_thread = thread_context(request, db, me, open_cid) if open_cid is not None else None
     context: dict[str, Any] = {
         "me": me,
         "items": items,
         "next_cursor": cursor.encode() if cursor else None,
-        "total_unread": convs.total_unread(db, me.id),
+        "total_unread": total,
         "last_event_id": last_event_id,
         "acting_as": me.id if needs_as(request) else None,
         "online": presence.online({item.peer.id for item in items}),
@@ -62,10 +86,10 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
 
 
 def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[str, Any]:
-    moved = convs.mark_read(db, cid, me.id)  # opening a conversation reads it
-    db.commit()
-    if moved is not None:
-        publish_read(request.app.state, db, cid, me.id, moved)
+    """The open conversation: its latest messages, the peer, and both read watermarks.
+
+    Opening a conversation does not read it: a page may be rendered in a hidden tab, or scrolled away from
+    the new messages. The page's script reports what was on the screen with `POST /chat/c/{cid}/read`."""
     presence = request.app.state.presence
     item = convs.conversation_item(db, cid, me.id)
     messages, has_more = msgs.latest_messages(db, cid)
@@ -74,6 +98,7 @@ def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[st
         "peer": item.peer,
         "messages": messages,
         "has_more": has_more,
+        "my_last_read": convs.get_membership(db, cid, me.id).last_read_message_id,
         "senders": {me.id: me, item.peer.id: item.peer},
         "peer_online": presence.is_online(item.peer.id),
     }
@@ -84,9 +109,16 @@ def quick_context(db: Session, me: User, open_cid: int | None) -> dict[str, Any]
 
 
 def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int) -> None:
+    """Tell both participants' streams that `reader_id` has read conversation `cid` up to message `up_to`."""
     conversation = convs.get_conversation(db, cid)
     bus: Bus = state.bus
     bus.read_moved(cid, convs.participants(conversation), reader_id, up_to)
+
+
+def total_headers(db: Session, user_id: str) -> dict[str, str]:
+    """The person's unread total as response headers, with the newest message id it accounts for."""
+    total, as_of = unread_snapshot(db, lambda: convs.total_unread(db, user_id))
+    return {"X-Kefu-Total-Unread": str(total), "X-Kefu-As-Of": str(as_of)}
 
 
 def text_sender(request: Request, state: State, raw_cid: str, body: str | None) -> Work:
@@ -221,7 +253,9 @@ class ChatController(Controller):
         db: Db,
         cid: PathId,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
-    ) -> None:
+    ) -> Response[None]:
+        """What the person has seen: `up_to` (a message id; missing means everything). 204, with the person's
+        new unread total in `X-Kefu-Total-Unread` (and `X-Kefu-As-Of`, the newest message id it accounts for)."""
         me = current_person(request, db, write=True)
         conversation_id = parse_id(cid)
         raw = data.get("up_to")
@@ -230,27 +264,44 @@ class ChatController(Controller):
         db.commit()
         if moved is not None:
             publish_read(state, db, conversation_id, me.id, moved)
+        return Response(None, status_code=204, headers=total_headers(db, me.id))
 
     @get("/c/{cid:str}/item", sync_to_thread=True)
     def list_item(self, request: Request, db: Db, cid: PathId) -> Template:
+        """One conversation of the list as its reader sees it, carrying the reader's unread total."""
         me = current_person(request, db)
-        item = convs.conversation_item(db, parse_id(cid), me.id)
+        conversation_id = parse_id(cid)
+        (item, total), as_of = unread_snapshot(
+            db, lambda: (convs.conversation_item(db, conversation_id, me.id), convs.total_unread(db, me.id))
+        )
         online = request.app.state.presence.online({item.peer.id})
-        context = {"item": item, "online": online, "acting_as": me.id if needs_as(request) else None}
+        context = {
+            "item": item,
+            "online": online,
+            "acting_as": me.id if needs_as(request) else None,
+            "item_total": {"total_unread": total, "as_of": as_of},
+        }
         return Template("_conversation_item.html", context=context)
 
     @get("/list", sync_to_thread=True)
     def list_page(self, request: Request, db: Db, cursor: QueryValue = None) -> Template:
+        """A page of the list; the first page also carries the unread total (the page's title after a reconnect)."""
         me = current_person(request, db)
         try:
             before = convs.ListCursor.decode(cursor) if cursor else None
         except InvalidInput as error:
             raise NotFoundException() from error
-        items, next_cursor = convs.list_conversations(db, me.id, before)
+
+        def build() -> tuple[list[convs.ConversationItem], convs.ListCursor | None, int | None]:
+            items, next_cursor = convs.list_conversations(db, me.id, before)
+            return items, next_cursor, convs.total_unread(db, me.id) if before is None else None
+
+        (items, next_cursor, total), as_of = unread_snapshot(db, build)
         context = {
             "items": items,
             "next_cursor": next_cursor.encode() if next_cursor else None,
             "online": request.app.state.presence.online({item.peer.id for item in items}),
             "acting_as": me.id if needs_as(request) else None,
+            "list_total": None if total is None else {"total_unread": total, "as_of": as_of},
         }
         return Template("_conversation_page.html", context=context)

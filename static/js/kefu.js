@@ -39,7 +39,22 @@
     }
   }
 
-  // --- unread: title and bottom-nav badge ---
+  // --- every effect of a message happens once: a stream replays recent messages after a reconnect ---
+  const handled = new Set(); // message ids this tab has processed (the newest few thousand)
+  function firstTime(id) {
+    if (handled.has(id)) return false;
+    handled.add(id);
+    if (handled.size > 5000) handled.delete(handled.values().next().value);
+    return true;
+  }
+
+  // --- unread: the title and bottom-nav badge, and the list's badges ---
+  // Server counts are the truth. Between two answers from the server, a message from the peer that no
+  // server count included yet adds one; `counted` remembers those (message id -> conversation id) so that
+  // the next server answer, which knows which messages it counted, can add back only the ones it missed.
+  const counted = new Map();
+  let totalAsOf = lastEventId; // the newest message id the shown total accounts for
+  const pageAsOf = lastEventId; // messages up to here were stored before the page: no sound for them
   function setTotalUnread(n) {
     totalUnread = Math.max(0, n);
     document.title = (totalUnread ? `(${totalUnread}) ` : "") + baseTitle;
@@ -48,12 +63,78 @@
       b.hidden = totalUnread === 0;
     }
   }
+  function itemOf(cid) { return $(`[data-testid="conversation"][data-conversation-id="${cid}"]`); }
+  function itemUnread(item) { return Number($('[data-testid="unread"]', item)?.textContent || 0); }
   function setItemUnread(item, n) {
     const badge = $('[data-testid="unread"]', item);
     if (!badge) return;
-    badge.textContent = String(n);
-    badge.hidden = n === 0;
+    badge.textContent = String(Math.max(0, n));
+    badge.hidden = n <= 0;
     item.classList.toggle("has-unread", n > 0);
+  }
+  // Whether a server count that included every message of `cid` up to `through` (or, without one for
+  // the conversation, every message up to `asOf`) included message `mid`. Ids are handed out in one
+  // conversation in the order its messages are stored, so this holds even when commits race elsewhere.
+  function included(mid, cid, throughs, asOf) {
+    return mid <= (throughs.has(cid) ? throughs.get(cid) : asOf);
+  }
+  // The server's total arrived. `throughs` maps conversation ids to the last message the same answer's
+  // items counted; `fix` is what those items counted that this tab knows is read already.
+  function applyServerTotal(total, asOf, throughs, fix = 0) {
+    if (asOf < totalAsOf) return; // an older answer than the one shown
+    totalAsOf = asOf;
+    let n = total - fix;
+    for (const [mid, cid] of counted) {
+      if (included(mid, cid, throughs, asOf)) counted.delete(mid);
+      else n += 1;
+    }
+    setTotalUnread(n);
+  }
+  // Unread messages of the open conversation after the reader's watermark, when the thread holds them all.
+  function openUnread(cid) {
+    const thread = openThread();
+    if (!thread || thread.dataset.conversationId !== String(cid)) return null;
+    const read = Number(thread.dataset.myLastRead || 0);
+    const first = $('[data-testid="message"]', thread);
+    if ($(".older-loader", thread) && first && Number(first.dataset.messageId) > read) return null;
+    return $$('[data-testid="message"]', thread)
+      .filter((m) => m.dataset.senderId !== me && Number(m.dataset.messageId) > read).length;
+  }
+  // Items just rendered by the server (with the reader's total when `total` is a number): their counts
+  // plus what they missed, the open thread's read receipts.
+  function itemsArrived(items, total, asOf) {
+    const throughs = new Map();
+    let fix = 0;
+    for (const item of items) {
+      const cid = item.dataset.conversationId;
+      const through = Number(item.dataset.unreadThrough || 0);
+      throughs.set(cid, through);
+      let n = itemUnread(item);
+      for (const [mid, c] of counted) if (c === cid && mid > through) n += 1;
+      const known = openUnread(cid);
+      if (known !== null) { fix += n - known; n = known; } // read here, and not yet (or just) told
+      setItemUnread(item, n);
+      applyPeerRead(cid, Number(item.dataset.peerLastRead || 0)); // for the open conversation only
+    }
+    if (Number.isFinite(total)) applyServerTotal(total, asOf, throughs, fix);
+  }
+  // A message from the peer that this tab has not handled before.
+  function countUnread(article) {
+    const cid = article.dataset.conversationId;
+    const mid = Number(article.dataset.messageId);
+    const item = itemOf(cid);
+    if (item) {
+      if (mid <= Number(item.dataset.unreadThrough || 0)) return; // the item's count has it already
+      counted.set(mid, cid);
+      setItemUnread(item, itemUnread(item) + 1);
+      if (mid > totalAsOf) setTotalUnread(totalUnread + 1);
+      else refreshSoon(); // an older message: the total may or may not have it; ask the server
+    } else {
+      counted.set(mid, cid); // the item (fetched below) and its total will say whether they counted it
+      if (mid > totalAsOf) fetchListItem(cid);
+      else refreshSoon();
+    }
+    if (counted.size > 2000) counted.delete(counted.keys().next().value);
   }
 
   // --- the thread ---
@@ -91,33 +172,30 @@
     else thread.appendChild(row);
     localizeTimes(row);
     if (stick) scrollToBottom();
+    if (!monitor && article.dataset.senderId === me) {
+      const peerRead = Number(thread.dataset.peerLastRead || 0);
+      if (id <= peerRead) row.classList.add("is-read");
+    }
     return true;
   }
 
   // --- the list ---
-  function updateListItem(article, isNewUnread) {
+  function updateListItem(article) {
     const cid = article.dataset.conversationId;
-    const item = $(`[data-testid="conversation"][data-conversation-id="${cid}"]`);
-    if (!item) {
-      fetchListItem(cid);
-      return;
-    }
+    const item = itemOf(cid);
+    if (!item) return false;
     const mid = Number(article.dataset.messageId);
-    if (mid > Number(item.dataset.lastMessageId || 0)) {
-      item.dataset.lastMessageId = String(mid);
-      const count = $('[data-testid="message-count"]', item); // the monitor's rows
-      if (count) count.textContent = String(Number(count.textContent || 0) + 1);
-      $(".conv-preview", item).textContent = article.dataset.preview || "";
-      const time = $(".conv-time", item);
-      time.setAttribute("datetime", $("time", article).getAttribute("datetime"));
-      localizeTimes(item);
-    }
-    if (isNewUnread) {
-      setItemUnread(item, Number($('[data-testid="unread"]', item).textContent || 0) + 1);
-    }
-
+    if (mid <= Number(item.dataset.lastMessageId || 0)) return true; // older news: the item shows newer
+    item.dataset.lastMessageId = String(mid);
+    const count = $('[data-testid="message-count"]', item); // the monitor's rows
+    if (count) count.textContent = String(Number(count.textContent || 0) + 1);
+    $(".conv-preview", item).textContent = article.dataset.preview || "";
+    const time = $(".conv-time", item);
+    time.setAttribute("datetime", $("time", article).getAttribute("datetime"));
+    localizeTimes(item);
     const list = listEl();
     if (list.firstElementChild !== item) list.prepend(item);
+    return true;
   }
   function fetchListItem(cid) {
     const list = listEl();
@@ -127,52 +205,171 @@
     holder.dataset.conversationId = cid;
     list.prepend(holder);
     $(".list-empty", list)?.remove();
-    // the item comes with its unread count; the total was already counted by the message event
     const url = monitor ? `/admin/c/${cid}/row?${body.dataset.filterQuery || ""}` : `/chat/c/${cid}/item`;
-    htmx.ajax("GET", url, { target: holder, swap: "outerHTML" });
+    htmx.ajax("GET", url, { target: holder, swap: "outerHTML" }).then(() => {
+      const item = itemOf(cid);
+      if (!item || monitor) return;
+      // the item comes with its unread count and the reader's total
+      itemsArrived([item], Number(item.dataset.totalUnread), Number(item.dataset.asOf || 0));
+    });
   }
   function markActive(cid) {
     for (const c of $$('[data-testid="conversation"]')) {
       c.classList.toggle("active", c.dataset.conversationId === String(cid));
     }
   }
+  let listRefresh = null; // one refresh at a time; asked again while it runs: once more after it
+  let listRefreshAgain = false;
+  function refreshList() {
+    const list = listEl();
+    if (!list) return Promise.resolve();
+    if (listRefresh) { listRefreshAgain = true; return listRefresh; }
+    const url = monitor ? `/admin/list?${body.dataset.filterQuery || ""}` : "/chat/list";
+    listRefresh = htmx.ajax("GET", url, { target: list, swap: "innerHTML" }).then(() => {
+      localizeTimes(list);
+      const cid = openThread()?.dataset.conversationId;
+      if (cid) markActive(cid);
+      const meta = $('[data-testid="list-total"]', list);
+      if (!monitor && meta) {
+        itemsArrived($$('[data-testid="conversation"]', list), Number(meta.dataset.totalUnread),
+                     Number(meta.dataset.asOf || 0));
+        if (cid && !itemOf(cid)) syncOpenConversation(cid);
+      }
+    }).finally(() => {
+      listRefresh = null;
+      if (listRefreshAgain) { listRefreshAgain = false; refreshList(); }
+    });
+    return listRefresh;
+  }
+  let refreshTimer = null;
+  function refreshSoon() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refreshList, 300);
+  }
+  // The open conversation is further down than the list's first page: its read state from its own item.
+  function syncOpenConversation(cid) {
+    fetch(`/chat/c/${cid}/item`, { headers: requestHeaders() }).then((r) => (r.ok ? r.text() : "")).then((html) => {
+      const tpl = document.createElement("template");
+      tpl.innerHTML = html;
+      const item = $('[data-testid="conversation"]', tpl.content);
+      if (item && openThread()?.dataset.conversationId === cid) {
+        applyPeerRead(cid, Number(item.dataset.peerLastRead || 0));
+      }
+    }).catch(() => {});
+  }
+  function requestHeaders() {
+    const headers = { "HX-Request": "true", "X-CSRFToken": csrf };
+    if (actingAs) headers["X-Kefu-As"] = actingAs;
+    return headers;
+  }
 
-  // --- reading ---
-  let readTimer = null;
-  function readOpenConversation() {
+  // --- reading: only what has been on the screen while the page was visible ---
+  // The highest id among the peer's messages whose end has been inside the thread's scroller (or that fill
+  // it), and how many of the peer's unread messages wait below the view.
+  function visibleState(thread, scroller) {
+    const box = scroller.getBoundingClientRect();
+    const read = Number(thread.dataset.myLastRead || 0);
+    let seen = 0;
+    let below = 0;
+    const messages = $$('[data-testid="message"]', thread).reverse();
+    for (const m of messages) {
+      const id = Number(m.dataset.messageId);
+      if (id <= read) break;
+      if (m.dataset.senderId === me) continue;
+      const r = m.getBoundingClientRect();
+      if (r.top >= box.bottom - 4) { below += 1; continue; }
+      const endInside = r.bottom <= box.bottom + 2 && r.bottom > box.top;
+      const fills = r.top <= box.top && r.bottom >= box.bottom;
+      if (endInside || fills) { seen = id; break; }
+      if (r.bottom <= box.top) break;
+    }
+    return { read, seen, below };
+  }
+  function showJump(count) {
+    const jump = $('[data-testid="jump-new"]');
+    if (!jump) return;
+    jump.hidden = count === 0;
+    $(".jump-count", jump).textContent = count > 1 ? String(count) : "";
+  }
+  function checkSeen() {
     if (monitor) return;
     const thread = openThread();
-    if (!thread || document.visibilityState !== "visible") return;
-    clearTimeout(readTimer);
-    readTimer = setTimeout(() => {
-      const cid = thread.dataset.conversationId;
-      const ids = $$('[data-testid="message"]', thread).map((m) => Number(m.dataset.messageId));
-      if (!ids.length) return;
-      const item = $(`[data-testid="conversation"][data-conversation-id="${cid}"]`);
-      if (item) {
-        const n = Number($('[data-testid="unread"]', item).textContent || 0);
-        if (n) setTotalUnread(totalUnread - n);
-        setItemUnread(item, 0);
+    const scroller = thread?.closest(".thread-scroll");
+    if (!thread || !scroller) return;
+    const shown = document.visibilityState === "visible" && scroller.clientHeight > 0;
+    const state = visibleState(thread, scroller);
+    if (shown && state.seen > state.read) {
+      readLocally(thread.dataset.conversationId, state.seen);
+      queueRead(thread.dataset.conversationId, state.seen);
+      showJump(visibleState(thread, scroller).below);
+    } else {
+      showJump(state.below);
+    }
+  }
+  let seenFrame = 0;
+  function checkSeenSoon() {
+    if (!seenFrame) seenFrame = requestAnimationFrame(() => { seenFrame = 0; checkSeen(); });
+  }
+  // The reader's watermark in `cid` moved to `upTo` (here, or in another tab): the counts follow.
+  function readLocally(cid, upTo) {
+    const thread = openThread();
+    const open = thread?.dataset.conversationId === String(cid) ? thread : null;
+    if (open) {
+      if (upTo <= Number(open.dataset.myLastRead || 0)) return;
+      open.dataset.myLastRead = String(upTo);
+    }
+    for (const [mid, c] of counted) if (c === String(cid) && mid <= upTo) counted.delete(mid);
+    const item = itemOf(cid);
+    // unread messages left after upTo, when this tab knows them all
+    let left = open ? openUnread(cid) : null;
+    if (left === null && item && upTo >= Number(item.dataset.lastMessageId || 0)) left = 0;
+    if (item && left !== null) {
+      const before = itemUnread(item);
+      if (left < before) {
+        setItemUnread(item, left);
+        setTotalUnread(totalUnread - (before - left));
       }
-      htmx.ajax("POST", `/chat/c/${cid}/read`, { values: { up_to: Math.max(...ids) }, swap: "none" });
-    }, 150);
+    } else {
+      refreshSoon(); // this tab cannot tell how many are left: the server can
+    }
+  }
+  const readQueue = new Map(); // conversation id -> highest message id seen, not yet told to the server
+  let readTimer = null;
+  function queueRead(cid, upTo) {
+    readQueue.set(cid, Math.max(readQueue.get(cid) || 0, upTo));
+    clearTimeout(readTimer);
+    readTimer = setTimeout(flushReads, 150);
+  }
+  function flushReads() {
+    clearTimeout(readTimer);
+    for (const [cid, upTo] of readQueue) {
+      readQueue.delete(cid);
+      fetch(`/chat/c/${cid}/read`, {
+        method: "POST",
+        headers: requestHeaders(),
+        body: new URLSearchParams({ up_to: String(upTo) }),
+      }).then((r) => {
+        if (r.status >= 500) throw new Error(String(r.status));
+        const total = r.headers.get("X-Kefu-Total-Unread");
+        if (r.ok && total !== null) applyServerTotal(Number(total), Number(r.headers.get("X-Kefu-As-Of")), new Map());
+      }).catch(() => {
+        // not told: try again when the stream is back (the server's watermark only moves forward)
+        readQueue.set(cid, Math.max(readQueue.get(cid) || 0, upTo));
+      });
+    }
+  }
+  function applyPeerRead(cid, upTo) {
+    const thread = openThread();
+    if (!thread || thread.dataset.conversationId !== String(cid)) return;
+    if (upTo <= Number(thread.dataset.peerLastRead || 0)) return;
+    thread.dataset.peerLastRead = String(upTo);
+    for (const m of $$(`[data-testid="message"][data-sender-id="${CSS.escape(me)}"]`, thread)) {
+      if (Number(m.dataset.messageId) <= upTo) m.closest(".msg-row")?.classList.add("is-read");
+    }
   }
   function applyRead(data) {
-    const thread = openThread();
-    if (data.user === me) {
-      // read in another tab of mine
-      const item = $(`[data-testid="conversation"][data-conversation-id="${data.cid}"]`);
-      if (item) {
-        const n = Number($('[data-testid="unread"]', item).textContent || 0);
-        if (n) setTotalUnread(totalUnread - n);
-        setItemUnread(item, 0);
-      }
-      return;
-    }
-    if (!thread || thread.dataset.conversationId !== String(data.cid)) return;
-    for (const m of $$(`[data-testid="message"][data-sender-id="${CSS.escape(me)}"]`, thread)) {
-      if (Number(m.dataset.messageId) <= data.upto) m.closest(".msg-row")?.classList.add("is-read");
-    }
+    if (data.user === me) readLocally(String(data.cid), Number(data.upto)); // here, or in another tab of mine
+    else applyPeerRead(String(data.cid), Number(data.upto));
   }
 
   // --- presence ---
@@ -224,81 +421,123 @@
     showNotifyState();
   });
 
-  // --- the event stream ---
-  let source = null;
-  let retryDelay = 1000;
-  let lastSignal = Date.now();
-  let everOpened = false;
-  const conn = () => $('[data-testid="connection"]');
-
-  function onMessageEvent(e) {
-    lastEventId = Math.max(lastEventId, Number(e.lastEventId || 0));
-    const article = parseMessage(e.data);
-    if (!article) return;
-    if (monitor) {
-      insertMessage(article);
-      updateListItem(article, false);
+  // --- a message, from the stream or as the answer to one's own POST: each effect once per message id ---
+  function onMessage(article) {
+    const mid = Number(article.dataset.messageId);
+    const fresh = firstTime(mid);
+    insertMessage(article); // by id: a second copy is not inserted
+    const listed = updateListItem(article);
+    if (!fresh) return;
+    if (monitor || article.dataset.senderId === me) {
+      if (!listed && mid > totalAsOf) fetchListItem(article.dataset.conversationId); // new activity
       return;
     }
-    const mine = article.dataset.senderId === me;
-    const inThread = insertMessage(article);
-    const visibleHere = inThread && document.visibilityState === "visible";
-    updateListItem(article, !mine && !visibleHere);
-    if (!mine && !visibleHere) setTotalUnread(totalUnread + 1);
-    if (!mine) {
-      if (visibleHere) readOpenConversation();
-      else notify(article);
-    }
+    countUnread(article);
+    const thread = openThread();
+    const before = Number(thread?.dataset.myLastRead || 0);
+    checkSeen();
+    const seenNow = thread?.dataset.conversationId === article.dataset.conversationId
+      && Number(thread.dataset.myLastRead || 0) >= mid && before < mid;
+    if (!seenNow && mid > pageAsOf) notify(article);
   }
-  function connect() {
-    const params = new URLSearchParams({ last_event_id: String(lastEventId) });
-    if (actingAs) params.set("as", actingAs);
-    if (monitor) params.set("monitor", "1");
-    source = new EventSource("/events?" + params);
-    source.onopen = () => {
-      retryDelay = 1000;
+
+  // --- the event stream: one owner, one EventSource at a time, one reconnect timer ---
+  const stream = (() => {
+    let source = null;
+    let timer = null;
+    let delay = 1000;
+    let lastSignal = Date.now();
+    let everOpened = false;
+    let stopped = false; // too many tabs: the server asked this one to stop
+    const conn = () => $('[data-testid="connection"]');
+    const heard = (s, handler) => (e) => {
+      if (s !== source) return; // a stream that was replaced says nothing any more
       lastSignal = Date.now();
-      conn()?.setAttribute("data-state", "open");
-      if (everOpened) refreshList(); // counts and order may have moved while we were away
-      everOpened = true;
+      if (e.lastEventId) lastEventId = Math.max(lastEventId, Number(e.lastEventId) || 0);
+      handler(e);
     };
-    source.onerror = () => {
-      conn()?.setAttribute("data-state", "reconnecting");
-      if (source.readyState === EventSource.CLOSED) reconnectSoon();
-    };
-    source.addEventListener("message", (e) => { lastSignal = Date.now(); onMessageEvent(e); });
-    source.addEventListener("read", (e) => { lastSignal = Date.now(); applyRead(JSON.parse(e.data)); });
-    source.addEventListener("ping", () => { lastSignal = Date.now(); });
-    source.addEventListener("closed", () => {
-      // too many tabs open: the newest ones stay live; this one stops instead of fighting them
-      source.close();
+    function open() {
+      clearTimeout(timer);
+      timer = null;
+      source?.close();
+      const params = new URLSearchParams({ last_event_id: String(lastEventId) });
+      if (actingAs) params.set("as", actingAs);
+      if (monitor) params.set("monitor", "1");
+      const s = new EventSource("/events?" + params);
+      source = s;
+      lastSignal = Date.now();
+      s.onopen = () => {
+        if (s !== source) return;
+        delay = 1000;
+        lastSignal = Date.now();
+        conn()?.setAttribute("data-state", "open");
+        if (everOpened) caughtUp(); // counts, order and read receipts may have moved while we were away
+        everOpened = true;
+      };
+      s.onerror = () => {
+        if (s !== source) return;
+        conn()?.setAttribute("data-state", "reconnecting");
+        if (s.readyState === EventSource.CLOSED) retry(); // else the browser is already reconnecting it
+      };
+      s.addEventListener("message", heard(s, (e) => {
+        const article = parseMessage(e.data);
+        if (article) onMessage(article);
+      }));
+      s.addEventListener("read", heard(s, (e) => applyRead(JSON.parse(e.data))));
+      s.addEventListener("presence", heard(s, (e) => applyPresence(JSON.parse(e.data))));
+      s.addEventListener("ping", heard(s, () => {}));
+      s.addEventListener("closed", heard(s, () => {
+        // too many tabs open: the newest ones stay live; this one stops instead of fighting them
+        stop();
+        stopped = true;
+        conn()?.setAttribute("data-state", "closed");
+      }));
+    }
+    function stop() {
+      clearTimeout(timer);
+      timer = null;
+      source?.close();
       source = null;
-      conn()?.setAttribute("data-state", "closed");
-    });
-    source.addEventListener("presence", (e) => { lastSignal = Date.now(); applyPresence(JSON.parse(e.data)); });
+    }
+    // Open again after `delay` (growing up to 30 s), unless a reconnect is already on its way.
+    function retry() {
+      if (stopped || timer) return;
+      source?.close();
+      source = null;
+      timer = setTimeout(open, delay);
+      delay = Math.min(delay * 2, 30000);
+    }
+    // A reason to think the stream may be down (back online, the tab shown again): reconnect if it is.
+    function check() {
+      if (stopped || timer) return;
+      if (!source || source.readyState !== EventSource.OPEN) { delay = 1000; retry(); }
+    }
+    // The page came back from the browser's back/forward cache: a new stream from the last event id.
+    function restart() {
+      if (stopped) return;
+      stop();
+      everOpened = true;
+      delay = 1000;
+      open();
+    }
+    // A stream that went quiet (sleep, a dead proxy) is replaced; pings arrive every 15 s.
+    setInterval(() => {
+      if (source && source.readyState === EventSource.OPEN && Date.now() - lastSignal > 45000) retry();
+    }, 5000);
+    return { open, check, restart };
+  })();
+  // After a reconnect: the list and the total from the server, read receipts, and reads not yet told.
+  function caughtUp() {
+    refreshList();
+    flushReads();
+    checkSeen();
   }
-  function reconnectSoon() {
-    source?.close();
-    setTimeout(connect, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 30000);
-  }
-  // A stream that went quiet (sleep, a dead proxy) is replaced; pings arrive every 15 s.
-  setInterval(() => {
-    if (source && source.readyState === EventSource.OPEN && Date.now() - lastSignal > 45000) reconnectSoon();
-  }, 5000);
-  window.addEventListener("online", () => { if (source && source.readyState !== EventSource.OPEN) reconnectSoon(); });
-  function refreshList() {
-    const list = listEl();
-    if (!list) return;
-    const url = monitor ? `/admin/list?${body.dataset.filterQuery || ""}` : "/chat/list";
-    htmx.ajax("GET", url, { target: list, swap: "innerHTML" }).then(() => {
-      localizeTimes(list);
-      const cid = openThread()?.dataset.conversationId;
-      if (cid) markActive(cid);
-      const sum = $$('[data-testid="unread"]', list).reduce((a, b) => a + Number(b.textContent || 0), 0);
-      setTotalUnread(Math.max(sum, 0));
-    });
-  }
+  window.addEventListener("online", () => stream.check());
+  window.addEventListener("pageshow", (e) => {
+    if (!e.persisted) return;
+    stream.restart(); // replays what arrived meanwhile into the thread; the list is refreshed when it opens
+    showView(openThread() ? body.dataset.view : "list");
+  });
 
   // --- the composer: Enter sends, the answer goes in once, errors show in place, text never lost ---
   document.addEventListener("keydown", (e) => {
@@ -321,10 +560,7 @@
       if (error) error.textContent = "";
       if (form.classList.contains("composer")) form.reset();
       const article = parseMessage(xhr.responseText);
-      if (article) {
-        insertMessage(article);
-        updateListItem(article, false);
-      }
+      if (article) onMessage(article);
     } else if (xhr.status >= 400 && error) {
       const tpl = document.createElement("template");
       tpl.innerHTML = xhr.responseText;
@@ -479,30 +715,40 @@
   function showView(view) {
     if (view === "thread" && !openThread()) view = "list";
     body.dataset.view = view;
+    checkSeenSoon();
   }
   document.addEventListener("click", (e) => {
     const b = e.target.closest("[data-show-view]");
     if (b) showView(b.dataset.showView);
   });
   document.addEventListener("htmx:afterSwap", (e) => {
-    if (e.detail.target.id === "thread-col") {
+    const target = e.detail.target;
+    if (!target) return;
+    if (target.id === "thread-col") {
       const thread = openThread();
       body.dataset.openConversation = thread?.dataset.conversationId || "";
       showView("thread");
       markActive(body.dataset.openConversation);
-      localizeTimes(e.detail.target);
+      localizeTimes(target);
       scrollToBottom();
-      readOpenConversation();
+      checkSeen();
       $(".composer textarea")?.focus();
     } else {
-      localizeTimes(e.detail.target);
+      localizeTimes(target);
     }
   });
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") {
-      readOpenConversation();
-      if (source && source.readyState !== EventSource.OPEN) reconnectSoon();
-    }
+    if (document.visibilityState !== "visible") return;
+    checkSeen();
+    stream.check();
+  });
+  window.addEventListener("focus", checkSeenSoon);
+  window.addEventListener("resize", checkSeenSoon);
+  document.addEventListener("click", (e) => {
+    if (!e.target.closest('[data-testid="jump-new"]')) return;
+    const scroller = $(".thread-scroll");
+    if (scroller) scroller.scrollTo({ top: scroller.scrollHeight });
+    checkSeenSoon();
   });
 
   // Older messages and more conversations also load when one scrolls near the edge (the loaders'
@@ -510,6 +756,7 @@
   document.addEventListener("scroll", (e) => {
     const scroller = e.target;
     if (!(scroller instanceof HTMLElement)) return;
+    if (scroller.matches(".thread-scroll")) checkSeenSoon();
     if (scroller.matches(".thread-scroll") && scroller.scrollTop < 150) {
       const loader = $(".older-loader:not(.htmx-request)", scroller);
       if (loader) htmx.trigger(loader, "near");
@@ -521,8 +768,10 @@
   }, true);
 
   localizeTimes(document);
+  for (const m of $$('[data-testid="message"]')) firstTime(Number(m.dataset.messageId));
   scrollToBottom();
   setTotalUnread(totalUnread);
   showNotifyState();
-  connect();
+  stream.open();
+  checkSeen();
 })();
