@@ -143,14 +143,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
-        # Sync handlers and database work run in anyio's worker threads (and the loop's executor, for
-        # publish_from_thread callers). Enough threads to overlap the waits on MariaDB; more only queue for the
+        # Sync handlers and database work run in anyio's worker threads (and the loop's executor). Enough threads
+        # to overlap the waits on MariaDB; more only queue for the
         # GIL: under overload 32 threads spent more CPU handing it over than serving (docs/performance.md).
         threads = settings.worker_threads
         to_thread.current_default_thread_limiter().total_tokens = threads
         executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kefu-handler")
         asyncio.get_running_loop().set_default_executor(executor)
-        await state.bus.start()
         await state.streams.start()
         await state.presence.start()
         await state.webhooks.start()

@@ -6,7 +6,6 @@ Events carry ids and, for messages, the message's HTML rendered once by the send
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, NamedTuple
 
@@ -54,23 +53,14 @@ class Bus:
 
     def __init__(self, plugin: ChannelsPlugin) -> None:
         self.plugin = plugin
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def start(self) -> None:
-        """Remember the server's event loop, for publishing from the worker threads of sync handlers."""
-        self.loop = asyncio.get_running_loop()
 
     async def publish(self, event: dict[str, Any], channels: list[str]) -> None:
+        """Publish one event on `channels` from the event loop; a broker failure is logged, not raised (what was
+        stored reaches the streams by replay)."""
         try:
             await self.plugin.wait_published(event, channels)
         except Exception:  # the message is stored: streams catch up by replay
             log.exception("could not publish %s event", event.get("t"))
-
-    def publish_from_thread(self, event: dict[str, Any], channels: list[str]) -> None:
-        """For sync handlers, which Litestar runs in worker threads: returns once the event is published."""
-        if self.loop is None:
-            raise RuntimeError("Bus.start() was not called")
-        asyncio.run_coroutine_threadsafe(self.publish(event, channels), self.loop).result(timeout=10)
 
     @staticmethod
     def conversation_channels(participant_ids: tuple[str, str]) -> list[str]:
@@ -96,8 +86,8 @@ class Bus:
         for event, channels in delivery.events:
             await self.publish(event, channels)
 
-    def read_moved(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
-                   up_to: int) -> None:
-        """From a worker thread: both sides hear that `reader_id` has read `conversation_id` up to `up_to`."""
+    def read_delivery(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
+                      up_to: int) -> Delivery:
+        """Both sides (and the admins) hear that `reader_id` has read `conversation_id` up to message `up_to`."""
         event = {"t": "read", "cid": conversation_id, "user": reader_id, "upto": up_to}
-        self.publish_from_thread(event, self.conversation_channels(participant_ids))
+        return Delivery("", [(event, self.conversation_channels(participant_ids))])

@@ -40,19 +40,22 @@ class WebhookWorker:
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        """Start the worker task on the running event loop."""
+        """Start the worker task on the running event loop (an app may be started again on another loop)."""
+        self._stopping = asyncio.Event()
         self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         """Let an attempt in flight finish and be recorded (at most `timeout` seconds and a little), then end. Only
         when that fails is it cancelled: then the attempt is left to its lease, as if the process had died."""
-        if self._task:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
             self._stopping.set()
             with contextlib.suppress(TimeoutError):  # then wait_for has cancelled it
-                await asyncio.wait_for(self._task, self._timeout + 5)
-        if self._client:
-            await self._client.aclose()
+                await asyncio.wait_for(task, self._timeout + 5)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -21,7 +22,7 @@ from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_person_detached, get_user, upsert_user
 from app.db.models import User
 from app.i18n import gettext as _
-from app.realtime.bus import Bus
+from app.realtime.bus import Delivery
 from app.web.delivery import Work, admit, send_and_deliver
 from app.web.deps import current_person, parse_id
 from app.web.errors import public_error
@@ -106,13 +107,6 @@ def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[st
 
 def quick_context(db: Session, me: User, open_cid: int | None) -> dict[str, Any]:
     return {"quick_replies": quick_replies.list_replies(db, me), "quick_cid": open_cid, "quick_error": None}
-
-
-def publish_read(state: State, db: Session, cid: int, reader_id: str, up_to: int) -> None:
-    """Tell both participants' streams that `reader_id` has read conversation `cid` up to message `up_to`."""
-    conversation = convs.get_conversation(db, cid)
-    bus: Bus = state.bus
-    bus.read_moved(cid, convs.participants(conversation), reader_id, up_to)
 
 
 def total_headers(db: Session, user_id: str) -> dict[str, str]:
@@ -245,26 +239,35 @@ class ChatController(Controller):
         # The busiest route: one trip to a worker thread for the database, then publish from the event loop.
         return await send_and_deliver(state, text_sender(request, state, cid, data.get("body")))
 
-    @post("/c/{cid:str}/read", sync_to_thread=True, status_code=204)
-    def read(
+    @post("/c/{cid:str}/read", status_code=204)
+    async def read(
         self,
         request: Request,
         state: State,
-        db: Db,
         cid: PathId,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[None]:
         """What the person has seen: `up_to` (a message id; missing means everything). 204, with the person's
-        new unread total in `X-Kefu-Total-Unread` (and `X-Kefu-As-Of`, the newest message id it accounts for)."""
-        me = current_person(request, db, write=True)
-        conversation_id = parse_id(cid)
-        raw = data.get("up_to")
-        up_to = parse_id(raw) if raw else None
-        moved = convs.mark_read(db, conversation_id, me.id, up_to)
-        db.commit()
-        if moved is not None:
-            publish_read(state, db, conversation_id, me.id, moved)
-        return Response(None, status_code=204, headers=total_headers(db, me.id))
+        new unread total in `X-Kefu-Total-Unread` (and `X-Kefu-As-Of`, the newest message id it accounts for).
+        A watermark that moved is told to both sides from the event loop."""
+
+        def work() -> tuple[Delivery | None, dict[str, str]]:
+            with state.sessions() as db:
+                me = current_person(request, db, write=True)
+                conversation_id = parse_id(cid)
+                raw = data.get("up_to")
+                moved = convs.mark_read(db, conversation_id, me.id, parse_id(raw) if raw else None)
+                db.commit()
+                delivery = None
+                if moved is not None:
+                    participants = convs.participants(convs.get_conversation(db, conversation_id))
+                    delivery = state.bus.read_delivery(conversation_id, participants, me.id, moved)
+                return delivery, total_headers(db, me.id)
+
+        delivery, headers = await to_thread.run_sync(work)
+        if delivery is not None:
+            await state.bus.deliver(delivery)
+        return Response(None, status_code=204, headers=headers)
 
     @get("/c/{cid:str}/item", sync_to_thread=True)
     def list_item(self, request: Request, db: Db, cid: PathId) -> Template:

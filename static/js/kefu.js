@@ -163,6 +163,12 @@
     if (!thread || thread.dataset.conversationId !== article.dataset.conversationId) return false;
     const id = Number(article.dataset.messageId);
     if ($(`[data-testid="message"][data-message-id="${id}"]`, thread)) return false;
+    // A replayed message from before the oldest one shown, while older pages are still to load: the page that
+    // holds it brings it when the person scrolls up (inserting it now would leave a gap before it).
+    const first = $('[data-testid="message"]', thread);
+    if (first && id < Number(first.dataset.messageId) && $(".older-loader", thread.closest(".thread-scroll") || thread)) {
+      return false;
+    }
     $('[data-testid="thread-empty"]', thread)?.remove();
     const scroller = $(".thread-scroll");
     const stick = !scroller || nearBottom(scroller) || article.dataset.senderId === me;
@@ -211,7 +217,7 @@
       if (!item || monitor) return;
       // the item comes with its unread count and the reader's total
       itemsArrived([item], Number(item.dataset.totalUnread), Number(item.dataset.asOf || 0));
-    });
+    }).catch(() => holder.remove()); // the network was away: the next refresh brings the item
   }
   function markActive(cid) {
     for (const c of $$('[data-testid="conversation"]')) {
@@ -235,7 +241,7 @@
                      Number(meta.dataset.asOf || 0));
         if (cid && !itemOf(cid)) syncOpenConversation(cid);
       }
-    }).finally(() => {
+    }).catch(() => {}).finally(() => { // failed: the next reconnect refreshes again
       listRefresh = null;
       if (listRefreshAgain) { listRefreshAgain = false; refreshList(); }
     });
