@@ -269,11 +269,12 @@
     source.addEventListener("message", (e) => { lastSignal = Date.now(); onMessageEvent(e); });
     source.addEventListener("read", (e) => { lastSignal = Date.now(); applyRead(JSON.parse(e.data)); });
     source.addEventListener("ping", () => { lastSignal = Date.now(); });
-    source.addEventListener("closed", () => {
-      // too many tabs open: the newest ones stay live; this one stops instead of fighting them
+    source.addEventListener("closed", (e) => {
+      // too many tabs open: the newest ones stay live; this one stops instead of fighting them.
+      // "signed-out": this tab's person (or admin) logged out; it stops rather than act for anyone else.
       source.close();
       source = null;
-      conn()?.setAttribute("data-state", "closed");
+      conn()?.setAttribute("data-state", e.data === "signed-out" ? "signed-out" : "closed");
     });
     source.addEventListener("presence", (e) => { lastSignal = Date.now(); applyPresence(JSON.parse(e.data)); });
   }
