@@ -142,6 +142,18 @@ def admin() -> None:
     """Admin accounts (the platform's staff who watch every conversation)."""
 
 
+def _close_admin_streams(session_keys: list[str]) -> None:
+    """The sessions are ended (committed): tell the server's open monitor streams of them to close now, through
+    the broker. Without KEFU_BROKER_URL they close at their next ping."""
+    from app.realtime.bus import ADMINS
+    from app.realtime.signout import announce_through_broker
+
+    broker_url = _settings().broker_url
+    if session_keys and broker_url and not announce_through_broker(broker_url, session_keys, [ADMINS]):
+        click.secho("warning: the broker did not answer; open monitor pages stop at their next ping",
+                    fg="yellow", err=True)
+
+
 @admin.command("create")
 @click.argument("user_id")
 @click.argument("username")
@@ -164,8 +176,9 @@ def admin_passwd(user_id: str, new_password: str) -> None:
     from app.chat.admins import change_password
 
     with _database() as session:
-        change_password(session, user_id, new_password)
+        ended = change_password(session, user_id, new_password)
         audit.record(session, "admin.password_changed", user_id, "cli")
+    _close_admin_streams(ended)
     click.echo(f"password of {user_id} changed; existing sessions ended")
 
 
@@ -176,8 +189,9 @@ def admin_disable(user_id: str) -> None:
     from app.chat.admins import set_disabled
 
     with _database() as session:
-        set_disabled(session, user_id, True)
+        ended = set_disabled(session, user_id, True)
         audit.record(session, "admin.disabled", user_id, "cli")
+    _close_admin_streams(ended)
     click.echo(f"admin {user_id} disabled")
 
 
@@ -220,9 +234,11 @@ def link(user_id: str, name: str | None, role: str | None, target: str | None, t
     from urllib.parse import urlencode
 
     from app.chat.links import LinkIdentity, make_token
-    from app.chat.people import get_user
+    from app.chat.people import get_user, is_reserved
 
     settings = _settings()
+    if is_reserved(user_id):
+        raise click.ClickException(f"{user_id} is reserved for Kefu itself: no one signs in as it")
     with _database() as session:
         user = get_user(session, user_id)
         if user is not None and user.role == "admin":

@@ -10,6 +10,7 @@ import pytest
 from app.chat.admins import create_admin, set_disabled
 from app.db.engine import make_engine, make_sessionmaker
 from tests.admin_support import PASSWORD, post_login
+from tests.seeding import converse
 from tests.support import ServerProcess, SSEReader, free_port, json_data, server_env, sign_in
 
 
@@ -58,5 +59,32 @@ def test_the_monitor_hears_everyones_presence(sqlite_url: str, tmp_path: Path) -
                     SSEReader(own).next_of("ping")
                     assert json_data(monitor.next_of("presence")) == {"user": "m3", "online": True}
                 assert json_data(monitor.next_of("presence")) == {"user": "m3", "online": False}
+    finally:
+        server.stop()
+
+
+def test_an_admin_gets_the_monitor_stream_from_plain_events(sqlite_url: str, tmp_path: Path) -> None:
+    """CONTRACT §5: GET /events is the signed-in person's or admin's stream; `?monitor=1` is not needed."""
+    engine = make_engine(sqlite_url)
+    with make_sessionmaker(engine)() as session:
+        create_admin(session, "a1", "ops", PASSWORD)
+        cid = converse(session, "b1", "m1")
+    engine.dispose()
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as admin, \
+                httpx.Client(base_url=server.url, timeout=10) as buyer:
+            assert post_login(admin, "ops", PASSWORD).status_code == 303
+            token = sign_in(buyer, "b1")
+            with admin.stream("GET", "/events") as response:
+                assert response.status_code == 200
+                monitor = SSEReader(response)
+                monitor.next_of("ping")
+                sent = buyer.post(f"/chat/c/{cid}/messages", data={"body": "管理员看得见"},
+                                  headers={"X-CSRFToken": token})
+                assert sent.status_code == 201
+                assert "管理员看得见" in monitor.next_of("message").data
+            # A page that names a person acts for that person only, never silently for the admin instead.
+            assert admin.get("/events", params={"as": "b1"}).status_code == 401
     finally:
         server.stop()

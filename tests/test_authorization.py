@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.chat.people import upsert_user
+from app.chat.sessions import start_session
 from app.db.models import Conversation, Member, Message
 from app.main import create_app
 from tests.conftest import make_settings
@@ -68,14 +69,22 @@ def call(client: TestClient, method: str, path: str, data: dict[str, str], token
     return client.post(path, data=data, headers=headers)
 
 
-def forged_cookie(people: list[str] | str, key: str = TEST_SECRET, age_seconds: int = 0) -> str:
-    """A session cookie as the server would write it, optionally with another key or from long ago."""
+def forged_cookie(people: list[tuple[str, str]] | str, key: str = TEST_SECRET, age_seconds: int = 0) -> str:
+    """A session cookie as the server would write it ((user id, session token) pairs), optionally with another
+    key or from long ago."""
 
     class AgedSigner(TimestampSigner):
         def get_timestamp(self) -> int:
             return int(time.time()) - age_seconds
 
-    return URLSafeTimedSerializer(key, salt="kefu-session", signer=AgedSigner).dumps({"p": people})
+    entries = people if isinstance(people, str) else [list(entry) for entry in people]
+    return URLSafeTimedSerializer(key, salt="kefu-session", signer=AgedSigner).dumps({"s": entries})
+
+
+def session_token(cookie: str, user_id: str) -> str:
+    """The session token a real cookie holds for `user_id`."""
+    data = URLSafeTimedSerializer(TEST_SECRET, salt="kefu-session").loads(cookie)
+    return next(token for uid, token in data["s"] if uid == user_id)
 
 
 def with_cookie(client: TestClient, value: str) -> None:
@@ -168,19 +177,23 @@ def test_a_tampered_session_cookie_counts_as_not_signed_in(db: Session, app_clie
     db.commit()
     sign_in(app_client, "b1", target="m1")
     real = app_client.cookies[COOKIE]
+    token = session_token(real, "b1")  # every forgery below carries b1's real session: only the tampering fails
     payload, stamp, signature = real.rsplit(".", 2)
-    other_payload = forged_cookie(["m1"]).rsplit(".", 2)[0]
+    other_payload = forged_cookie([("m1", token)]).rsplit(".", 2)[0]
     cookies = {
         # The first character: all six of its bits count (the last one's low bits are padding, and some flips of
         # it decode to the same signature: this test once failed that way).
         "flip-signature": f"{payload}.{stamp}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}",
         "swap-person": f"{other_payload}.{stamp}.{signature}",
-        "wrong-key": forged_cookie(["b1"], key="not-the-servers-key-0123456789-0123456789"),
-        "expired": forged_cookie(["b1"], age_seconds=31 * 24 * 3600),
+        "wrong-key": forged_cookie([("b1", token)], key="not-the-servers-key-0123456789-0123456789"),
+        "expired": forged_cookie([("b1", token)], age_seconds=31 * 24 * 3600),
         "garbage": "not-a-session",
-        "unknown-person": forged_cookie(["nobody"]),
-        "admin": forged_cookie(["root1"]),
+        "unknown-person": forged_cookie([("nobody", token)]),
+        "admin": forged_cookie([("root1", token)]),
+        "m1-with-b1s-session": forged_cookie([("m1", token)]),
+        "no-such-session": forged_cookie([("b1", "x" * 43)]),
         "not-a-list": forged_cookie("b1"),
+        "old-format": URLSafeTimedSerializer(TEST_SECRET, salt="kefu-session").dumps({"p": ["b1"]}),
     }
     for tamper, value in cookies.items():
         with_cookie(app_client, value)
@@ -190,8 +203,11 @@ def test_a_tampered_session_cookie_counts_as_not_signed_in(db: Session, app_clie
         assert app_client.get("/events").status_code == 401, tamper
 
 
-def test_a_well_forged_cookie_works_so_the_tampering_test_means_something(app_client: TestClient) -> None:
-    with_cookie(app_client, forged_cookie(["b1"], age_seconds=29 * 24 * 3600))
+def test_a_well_forged_cookie_works_so_the_tampering_test_means_something(db: Session,
+                                                                        app_client: TestClient) -> None:
+    token = start_session(db, "b1", 30 * 24 * 3600)
+    db.commit()
+    with_cookie(app_client, forged_cookie([("b1", token)], age_seconds=29 * 24 * 3600))
     page = app_client.get("/chat")
     assert page.status_code == 200
     assert parse(page.text).one(tag="body").get("data-user-id") == "b1"

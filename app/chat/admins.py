@@ -11,8 +11,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.chat.errors import InvalidInput, NotFound
-from app.chat.people import valid_user_id
-from app.db.models import AdminAccount, SignInFailure, User, utcnow
+from app.chat.people import refuse_reserved, valid_user_id
+from app.chat.sessions import end_all_sessions, session_key
+from app.db.models import AdminAccount, SignInFailure, SignInSession, User, utcnow
 from app.i18n import gettext as _
 
 MIN_PASSWORD_LENGTH = 8
@@ -51,6 +52,7 @@ def get_account(session: Session, user_id: str) -> AdminAccount:
 def create_admin(session: Session, user_id: str, username: str, password: str) -> AdminAccount:
     if not valid_user_id(user_id):
         raise InvalidInput(_("用户 ID 无效：{user_id}").format(user_id=user_id))
+    refuse_reserved(user_id)
     username = _check_username(username)
     _check_password(password)
     if session.get(User, user_id) is not None:
@@ -65,23 +67,37 @@ def create_admin(session: Session, user_id: str, username: str, password: str) -
     return account
 
 
-def change_password(session: Session, user_id: str, password: str) -> AdminAccount:
+def change_password(session: Session, user_id: str, password: str) -> list[str]:
+    """Sets a new password and ends every session of this admin (flushed, not committed). Returns the ended
+    sessions' keys, for closing their open streams. NotFound, InvalidInput (a short or long password)."""
     account = get_account(session, user_id)
     _check_password(password)
     account.password_hash = hasher.hash(password)
     account.password_changed_at = utcnow()
-    account.session_version += 1  # ends every existing session of this admin
     session.flush()
-    return account
+    return end_all_sessions(session, user_id)
 
 
-def set_disabled(session: Session, user_id: str, disabled: bool) -> AdminAccount:
+def set_disabled(session: Session, user_id: str, disabled: bool) -> list[str]:
+    """Disables (or enables) an admin; disabling ends every session of theirs, and enabling brings none back.
+    Returns the ended sessions' keys. NotFound."""
     account = get_account(session, user_id)
-    if account.disabled != disabled:
-        account.disabled = disabled
-        account.session_version += 1
+    account.disabled = disabled
     session.flush()
-    return account
+    return end_all_sessions(session, user_id) if disabled else []
+
+
+def admin_of_session(session: Session, token: str, user_id: str) -> AdminAccount | None:
+    """The enabled admin `user_id` whose live session this token is, or None. One query (a primary-key lookup
+    joined to the account)."""
+    row = session.execute(
+        select(AdminAccount, SignInSession.expires_at)
+        .join(SignInSession, SignInSession.user_id == AdminAccount.user_id)
+        .where(SignInSession.id == session_key(token), AdminAccount.user_id == user_id)
+    ).one_or_none()
+    if row is None or row.expires_at <= utcnow() or row.AdminAccount.disabled:
+        return None
+    return row.AdminAccount
 
 
 def list_admins(session: Session) -> list[AdminAccount]:

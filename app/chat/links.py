@@ -2,7 +2,8 @@
 
 A token is itsdangerous' URLSafeTimedSerializer(secret_key, salt="kefu-link") over
 {"u": user id, "n": name, "r": role, "ttl": seconds[, "t": target user id]}; it is valid for `ttl` seconds
-after it was signed (at most 30 days). Admin roles are never accepted.
+after it was signed (at most 30 days). Admin roles and ids reserved for Kefu itself (`people.is_reserved`) are
+never accepted, however well signed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.chat.errors import Forbidden, InvalidInput
-from app.chat.people import CHAT_ROLES, MAX_NAME_LENGTH, valid_user_id
+from app.chat.people import CHAT_ROLES, MAX_NAME_LENGTH, is_reserved, refuse_reserved, valid_user_id
 from app.i18n import gettext as _
 
 SALT = "kefu-link"
@@ -36,8 +37,11 @@ def _serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 
 def make_token(secret_key: str, identity: LinkIdentity, ttl: int = DEFAULT_TTL) -> str:
+    """A signed sign-in token for `identity`, valid `ttl` seconds. InvalidInput for a bad id, role, name or ttl;
+    Forbidden for an id reserved for Kefu itself."""
     if not valid_user_id(identity.user_id) or (identity.target and not valid_user_id(identity.target)):
         raise InvalidInput(_("用户 ID 无效。"))
+    refuse_reserved(identity.user_id)
     if identity.role not in CHAT_ROLES:
         raise InvalidInput(_("角色必须是 buyer、merchant 或 support。"))
     if not 0 < len(identity.name.strip()) <= MAX_NAME_LENGTH:
@@ -68,6 +72,8 @@ def read_token(secret_key: str, token: str, now: float | None = None) -> LinkIde
         raise Forbidden("expired")
     if not isinstance(user_id, str) or not valid_user_id(user_id):
         raise Forbidden("bad user id")
+    if is_reserved(user_id):
+        raise Forbidden("reserved user id")
     if role not in CHAT_ROLES:  # never an admin
         raise Forbidden("role not allowed")
     if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_NAME_LENGTH:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.chat.errors import InvalidInput
+from app.chat.errors import Forbidden, InvalidInput
 from app.db.models import ROLES, User
+from app.i18n import gettext as _
 
 CHAT_ROLES = ("buyer", "merchant", "support")
 # The pairs that may hold a conversation (order does not matter).
@@ -17,6 +18,26 @@ ALLOWED_PAIRS = {
 }
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 100
+# Ids Kefu keeps for itself (the sender of notices is "kefu-system"), in any mix of upper and lower case: no one
+# signs in as them, and no link, API call or command creates or renames them.
+RESERVED_PREFIX = "kefu-"
+
+
+def is_reserved(user_id: str) -> bool:
+    """Whether `user_id` belongs to Kefu itself (starts with `kefu-`, ignoring case)."""
+    return user_id[: len(RESERVED_PREFIX)].lower() == RESERVED_PREFIX
+
+
+def refuse_reserved(user_id: str) -> None:
+    """Forbidden (its text for people to read) when `user_id` is reserved for Kefu itself."""
+    if is_reserved(user_id):
+        raise Forbidden(_("“{user_id}”是系统保留的 ID，不能登录或修改。").format(user_id=user_id[:MAX_ID_LENGTH]))
+
+
+def may_sign_in(user: User | None) -> bool:
+    """Whether this stored person may sign in to the chat (by link, demo sign-in or session): buyers, merchants
+    and support people, never admins (they use /login), the system sender, or any reserved id."""
+    return user is not None and user.role in CHAT_ROLES and not is_reserved(user.id)
 
 
 def can_talk(role_a: str, role_b: str) -> bool:
@@ -54,8 +75,11 @@ def valid_user_id(user_id: str) -> bool:
 
 
 def upsert_user(session: Session, user_id: str, name: str, role: str) -> User:
+    """Creates or updates a person (flushed). InvalidInput for a bad id, role or name; Forbidden for a reserved
+    id."""
     if not valid_user_id(user_id):
         raise InvalidInput(f"invalid user id: {user_id!r}")
+    refuse_reserved(user_id)
     if role not in ROLES:
         raise InvalidInput(f"invalid role: {role!r}")
     name = name.strip()

@@ -117,7 +117,7 @@ class Message(Base):
 
 
 class AdminAccount(Base):
-    """The sign-in of a person with role admin. Bumping `session_version` ends every existing session."""
+    """The sign-in of a person with role admin. Their sessions are rows of `sign_in_sessions`."""
 
     __tablename__ = "admin_accounts"
 
@@ -125,9 +125,22 @@ class AdminAccount(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(default=False)
-    session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SignInSession(Base):
+    """One signed-in person or admin in one browser: the cookie carries a random token, the table only its
+    SHA-256 (`id`). Logging out, a new password or disabling an admin deletes rows; a request checks its row by
+    primary key."""
+
+    __tablename__ = "sign_in_sessions"
+    __table_args__ = (Index("ix_sign_in_sessions_user", "user_id", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex SHA-256 of the cookie's token
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SignInFailure(Base):

@@ -67,10 +67,11 @@ PING_FIELDS = sse_fields("ping", "ping")
 class Frame(NamedTuple):
     """A published event, decoded once for every stream that receives it."""
 
-    kind: str  # message, read, presence, resync, or "" for anything this version does not know
+    kind: str  # message, read, presence, resync, signed_out, or "" for anything this version does not know
     message_id: int = 0
     fields: bytes = b""
     then: bytes = b""  # a second event sent right after (a message's read receipt), its fields without `id:`
+    sessions: frozenset[str] = frozenset()  # signed_out: the sessions that ended (app/realtime/signout.py)
 
 
 @lru_cache(maxsize=4096)
@@ -89,6 +90,8 @@ def frame_of(raw: bytes) -> Frame:
             return Frame(kind, 0, sse_fields(kind, data))
         if kind == "resync":
             return Frame("resync")
+        if kind == "signed_out":
+            return Frame("signed_out", sessions=frozenset(str(key) for key in event["sessions"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("ignored a malformed event: %r", raw[:200])
     return Frame("")
@@ -158,6 +161,7 @@ class StreamRegistry:
 class Viewer:
     user_id: str
     is_admin: bool = False
+    session: str = ""  # the key of the sign-in session the stream was opened under: its end ends the stream
 
     def channels(self) -> list[str]:
         """People hear their own channel (their messages, read receipts, and their peers' presence); admins hear
@@ -229,6 +233,10 @@ class EventStream:
         if raw == CLOSE:
             return with_id(self.watermark, sse_fields("closed", "too-many-streams")), True
         frame = frame_of(raw)
+        if frame.kind == "signed_out":  # logged out, or an admin's password changed or account disabled
+            if self.viewer.session and self.viewer.session in frame.sessions:
+                return with_id(self.watermark, sse_fields("closed", "signed-out")), True
+            return b"", False
         if frame.kind == "resync":  # the broker was away: catch up from the database
             return b"".join([chunk async for chunk in self._replay()]), False
         if frame.kind == "message":

@@ -31,7 +31,7 @@ from app.chat import links, sync
 from app.chat import messages as msgs
 from app.chat.api_keys import find_active
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
-from app.chat.people import CHAT_ROLES, get_user, upsert_user, valid_user_id
+from app.chat.people import CHAT_ROLES, get_user, may_sign_in, refuse_reserved, upsert_user, valid_user_id
 from app.db.models import Message, User, utcnow
 from app.realtime.bus import Delivery
 
@@ -240,8 +240,9 @@ class UsersController(Controller):
     def put_user(self, db: Db, user_id: PathId, data: Annotated[UserIn, Body(examples=[Example(
             value={"name": "保安堂药房", "role": "buyer", "description": "连锁药房"})])]) -> Response[UserOut]:
         _check_user_id(user_id)
+        refuse_reserved(user_id)  # kefu-system and the rest of kefu-…: 403
         existing = get_user(db, user_id)
-        if user_id == msgs.SYSTEM_USER_ID or (existing is not None and existing.role not in CHAT_ROLES):
+        if existing is not None and existing.role not in CHAT_ROLES:
             raise Forbidden("this id belongs to an admin or the system")
         with about("name"):
             user = upsert_user(db, user_id, data.name, data.role)
@@ -264,11 +265,13 @@ class LinksController(Controller):
 
     @post("/", sync_to_thread=True, responses=ERRORS, summary="A signed, expiring sign-in URL for a person")
     def create_link(self, request: Request, state: State, db: Db, data: Annotated[LinkIn, Body()]) -> LinkOut:
-        user = get_user(db, _check_user_id(data.user_id))
-        if user is None or user.role not in CHAT_ROLES:
+        refuse_reserved(_check_user_id(data.user_id))
+        user = get_user(db, data.user_id)
+        if not may_sign_in(user):
             raise NotFound(f"no person {data.user_id}: create them with PUT /api/v1/users/{{id}} first")
         if data.target and get_user(db, data.target) is None:
             raise NotFound(f"no person {data.target}")
+        assert user is not None
         with about("ttl"):
             token = links.make_token(state.settings.secret_key,
                                      links.LinkIdentity(user.id, user.name, user.role, data.target), data.ttl)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, QueryParameter
@@ -13,10 +15,19 @@ from sqlalchemy.orm import Session
 
 from app.chat import audit
 from app.chat.admins import Throttled, authenticate
+from app.chat.sessions import end_sessions, start_session
 from app.i18n import gettext as _
+from app.realtime import signout
 from app.templating import render
 from app.web.deps import current_admin
-from app.web.identity import admin_cookie, clear_cookies
+from app.web.identity import (
+    BROWSER_SESSION_SECONDS,
+    REMEMBER_SECONDS,
+    admin_cookie,
+    clear_cookies,
+    read_admin_cookie,
+    read_session,
+)
 
 Db = NamedDependency[Session]
 LOGIN_FIELD_LIMIT = 1024
@@ -70,13 +81,31 @@ class AuthController(Controller):
             return login_form(request, 429, error, username, next_url, {"Retry-After": str(throttled.retry_after)})
         audit.record(db, "admin.sign_in" if account else "admin.sign_in_failed",
                      account.user_id if account else username, client, "remember" if remember and account else "")
-        db.commit()
         if account is None:
+            db.commit()
             return login_form(request, 401, _("用户名或密码错误。"), username, next_url)
+        token = start_session(db, account.user_id, REMEMBER_SECONDS if remember else BROWSER_SESSION_SECONDS)
+        db.commit()
         response = Redirect(next_url, status_code=303)
-        response.set_cookie(admin_cookie(request, account.user_id, account.session_version, remember))
+        response.set_cookie(admin_cookie(request, account.user_id, token, remember))
         return response
 
     @post("/logout")
-    async def logout(self) -> Response:
+    async def logout(self, request: Request, state: State) -> Response:
+        """Ends, on the server, the sessions of everyone signed in in this browser (people and admin), closes
+        their open streams, and clears the cookies: a copy of them opens nothing any more."""
+        keys, channels = await to_thread.run_sync(end_browser_sessions, request, state)
+        await signout.announce(state.bus, keys, channels)
         return clear_cookies(Redirect("/login", status_code=303))
+
+
+def end_browser_sessions(request: Request, state: State) -> tuple[list[str], list[str]]:
+    """Deletes the sessions this browser's cookies name (committed); returns their keys and the channels their
+    streams listen on."""
+    admin = read_admin_cookie(request)
+    with state.sessions() as db:
+        people = end_sessions(db, read_session(request).tokens)
+        admins = end_sessions(db, [admin[1]]) if admin else []
+        db.commit()
+    keys = [key for _user_id, key in people + admins]
+    return keys, signout.channels_of((user_id for user_id, _key in people), admins=bool(admins))

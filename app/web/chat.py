@@ -19,14 +19,16 @@ from app.chat import audit, links, quick_replies
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
-from app.chat.people import get_person_detached, get_user, upsert_user
+from app.chat.people import get_person_detached, get_user, may_sign_in, upsert_user
+from app.chat.sessions import end_sessions, live_owners, session_owner, start_session
 from app.db.models import User
 from app.i18n import gettext as _
+from app.realtime import signout
 from app.realtime.bus import Delivery
 from app.web.delivery import Work, admit, send_and_deliver
 from app.web.deps import current_person, parse_id
 from app.web.errors import public_error
-from app.web.identity import needs_as, read_session, set_session
+from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
 
 QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
 Db = NamedDependency[Session]
@@ -36,6 +38,20 @@ PathId = FromPath[str]
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def other_person_signed_in(request: Request, db: Session, user_id: str) -> User | None:
+    """The person who last signed in in this browser, with a live session, other than `user_id`; or None."""
+    session = read_session(request)
+    live = live_owners(db, session.tokens) - {user_id}
+    last = next((uid for uid in reversed(session.people) if uid in live), None)
+    return get_user(db, last) if last else None
+
+
+def confirm_page(token: str, target: str | None, current: User, identity: links.LinkIdentity) -> Response:
+    """Asks before a sign-in link from another site makes this browser act for someone else."""
+    context = {"token": token, "target": target or "", "current": current, "incoming": identity}
+    return Template("sign_in_confirm.html", context=context, headers={"Cache-Control": "no-store"})
 
 
 def is_htmx(request: Request) -> bool:
@@ -76,7 +92,7 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
         "next_cursor": cursor.encode() if cursor else None,
         "total_unread": total,
         "last_event_id": last_event_id,
-        "acting_as": me.id if needs_as(request) else None,
+        "acting_as": me.id,
         "online": presence.online({item.peer.id for item in items}),
         "open": open_thread,
         **quick_context(db, me, open_cid),
@@ -162,28 +178,43 @@ class ChatController(Controller):
             open_cid = conversation.id
         return Template("chat.html", context=page_context(request, db, me, open_cid))
 
-    def _link_sign_in(self, request: Request, state: State, db: Db, token: str, target: str | None) -> Response:
+    def _link_sign_in(self, request: Request, state: State, db: Db, token: str, target: str | None,
+                      confirmed: bool = False) -> Response:
         """A signed link from `kefu link` or the marketplace: creates or updates the person, then drops the
-        token from the address bar."""
+        token from the address bar. When someone else is signed in in this browser and the link comes from
+        another site (login CSRF: an attacker's own link would make the victim's later tabs act for the
+        attacker), it asks first (`confirmed`: the person said yes on that page)."""
         try:
             identity = links.read_token(state.settings.secret_key, token)
             existing = get_user(db, identity.user_id)
-            if existing is not None and existing.role == "admin":
-                raise Forbidden("admin")
+            if existing is not None and not may_sign_in(existing):
+                raise Forbidden("not a person who signs in by link")
         except Forbidden as error:
             audit.record(db, "link.refused", "?", client_address(request), str(error))
             db.commit()
             raise public_error(PermissionDeniedException, _("登录链接无效或已过期。")) from error
+        if not confirmed and not navigation_from_this_site(request):
+            current = other_person_signed_in(request, db, identity.user_id)
+            if current is not None:
+                return confirm_page(token, target, current, identity)
         upsert_user(db, identity.user_id, identity.name, identity.role)
         audit.record(db, "link.sign_in", identity.user_id, client_address(request), f"role={identity.role}")
-        db.commit()
-        return self._signed_in(request, identity.user_id, target or identity.target)
+        return self._signed_in(request, state, db, identity.user_id, target or identity.target)
 
-    def _signed_in(self, request: Request, user_id: str, target: str | None) -> Response:
-        session = read_session(request).with_person(user_id)
+    def _signed_in(self, request: Request, state: State, db: Db, user_id: str, target: str | None) -> Response:
+        """Signs `user_id` in in this browser (a new server-side session, unless their session here is live)
+        and opens the chat as them; commits."""
+        session = read_session(request)
+        token = session.token_of(user_id)
+        if token is None or session_owner(db, token) != user_id:
+            token = start_session(db, user_id, SESSION_MAX_AGE)
+        session, dropped = session.with_person(user_id, token)
+        ended = end_sessions(db, dropped)  # the oldest people past the limit: their copies of the cookie end too
+        db.commit()
+        signout.announce_from_thread(state.bus, [key for _uid, key in ended],
+                                     signout.channels_of((uid for uid, _key in ended), admins=False))
         query = {"target": target} if target else {}
-        if len(session.people) > 1:
-            query["as"] = user_id
+        query["as"] = user_id  # the page acts for this person whoever signs in later in this browser
         response = Redirect("/chat", query_params=query, status_code=303)
         return set_session(response, request, session)
 
@@ -192,9 +223,24 @@ class ChatController(Controller):
         if not state.settings.demo:
             raise public_error(PermissionDeniedException, _("演示登录已关闭。请通过商城给你的链接进入客服。"))
         person = get_user(db, user_id)
-        if person is None or person.role == "admin":
+        if not may_sign_in(person):
             raise public_error(NotFoundException, _("没有这个演示用户：{user_id}").format(user_id=user_id))
-        return self._signed_in(request, person.id, target)
+        assert person is not None
+        return self._signed_in(request, state, db, person.id, target)
+
+    @post("/sign-in", sync_to_thread=True)
+    def confirm_sign_in(
+        self,
+        request: Request,
+        state: State,
+        db: Db,
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response:
+        """The "continue" button of the page that asks before a link from another site signs someone else in
+        (CSRF-protected, like every POST)."""
+        token = (data.get("token") or "")[: links.MAX_TOKEN_LENGTH + 1]
+        target = (data.get("target") or "")[:200] or None
+        return self._link_sign_in(request, state, db, token, target, confirmed=True)
 
     @get("/c/{cid:str}", sync_to_thread=True)
     def conversation_page(self, request: Request, db: Db, cid: PathId) -> Response:
@@ -205,7 +251,7 @@ class ChatController(Controller):
             context = {
                 "me": me,
                 "open": thread_context(request, db, me, conversation_id),
-                "acting_as": me.id if needs_as(request) else None,
+                "acting_as": me.id,
                 **quick_context(db, me, conversation_id),
             }
             return Template("_open_conversation.html", context=context)
@@ -281,7 +327,7 @@ class ChatController(Controller):
         context = {
             "item": item,
             "online": online,
-            "acting_as": me.id if needs_as(request) else None,
+            "acting_as": me.id,
             "item_total": {"total_unread": total, "as_of": as_of},
         }
         return Template("_conversation_item.html", context=context)
@@ -304,7 +350,7 @@ class ChatController(Controller):
             "items": items,
             "next_cursor": next_cursor.encode() if next_cursor else None,
             "online": request.app.state.presence.online({item.peer.id for item in items}),
-            "acting_as": me.id if needs_as(request) else None,
+            "acting_as": me.id,
             "list_total": None if total is None else {"total_unread": total, "as_of": as_of},
         }
         return Template("_conversation_page.html", context=context)

@@ -10,12 +10,14 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from sqlalchemy.orm import Session
 
+from app.chat.admins import admin_of_session
 from app.chat.conversations import get_conversation, get_membership
-from app.chat.people import get_user
+from app.chat.people import MAX_ID_LENGTH, get_user, may_sign_in
+from app.chat.sessions import live_owners, session_owner
 from app.db.models import AdminAccount, Conversation, User
 from app.i18n import gettext as _
 from app.web.errors import public_error
-from app.web.identity import acting_person_id, read_admin_cookie
+from app.web.identity import acting_entry, read_admin_cookie, read_session, requested_person
 
 MAX_ID = 2**63 - 1
 PersonLookup = Callable[[Session, str], User | None]
@@ -31,27 +33,49 @@ async def provide_db(state: State) -> AsyncIterator[Session]:
 
 
 def current_admin(request: Request, db: Session) -> AdminAccount | None:
-    """The signed-in admin, if the cookie is valid and the account is enabled and its sessions not ended."""
+    """The signed-in admin: a validly signed cookie whose session is live and whose account is enabled (one
+    query), else None."""
     cookie = read_admin_cookie(request)
     if cookie is None:
         return None
-    user_id, version = cookie
-    account = db.get(AdminAccount, user_id)
-    if account is None or account.disabled or account.session_version != version:
+    user_id, token = cookie
+    return admin_of_session(db, token, user_id)
+
+
+def signed_in_as(request: Request, db: Session, lookup: PersonLookup = get_user) -> tuple[User, str] | None:
+    """(the person this request acts for, their session token) when that person's session is live and they may
+    use the chat; else None. One primary-key query for the session, then `lookup` for the person."""
+    entry = acting_entry(request)
+    if entry is None:
         return None
-    return account
+    user_id, token = entry
+    if session_owner(db, token) != user_id:
+        return None
+    user = lookup(db, user_id)
+    return (user, token) if user is not None and may_sign_in(user) else None
 
 
 def current_person(request: Request, db: Session, write: bool = False, lookup: PersonLookup = get_user) -> User:
-    """The signed-in person acting on this request: 401 when there is none, 403 for admins on write routes
-    (admins read every conversation and write none)."""
-    user_id = acting_person_id(request)
-    user = lookup(db, user_id) if user_id else None
-    if (write or user is None) and current_admin(request, db) is not None:
+    """The signed-in person acting on this request. 401 when there is none (naming the page's person when the
+    page names one who is no longer signed in here), 403 for admins on write routes (admins read every
+    conversation and write none)."""
+    found = signed_in_as(request, db, lookup)
+    if (write or found is None) and current_admin(request, db) is not None:
         raise public_error(PermissionDeniedException, _("管理员只能查看会话，不能发送或修改任何内容。"))
-    if user is None or user.role == "admin":
+    if found is None:
+        wanted = requested_person(request)
+        if wanted:
+            raise public_error(NotAuthorizedException, _(
+                "这个页面的用户 {who} 已不在这个浏览器登录（可能已退出登录）。请重新通过商城给你的链接进入。"
+            ).format(who=wanted[:MAX_ID_LENGTH]))
         raise NotAuthorizedException()
-    return user
+    return found[0]
+
+
+def signed_in_people(request: Request, db: Session) -> set[str]:
+    """Everyone this browser holds a live session for (an <img> cannot say which of them it acts for)."""
+    session = read_session(request)
+    return live_owners(db, session.tokens) & set(session.people)
 
 
 def parse_id(raw: str) -> int:

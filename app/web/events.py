@@ -1,4 +1,5 @@
-"""GET /events: the signed-in person's Server-Sent Events stream."""
+"""GET /events: the Server-Sent Events stream of the signed-in person the tab acts for, or of the signed-in admin
+(the monitor: `?monitor=1`, or any request with an admin session and no person acting)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from litestar.response import Stream
 from sqlalchemy.orm import Session
 
 from app.chat.messages import latest_message_id
-from app.chat.people import get_user
+from app.chat.sessions import session_key
 from app.realtime.stream import EventStream, Viewer
 from app.templating import render_message
-from app.web.deps import current_admin
-from app.web.identity import acting_person_id
+from app.web.deps import current_admin, signed_in_as
+from app.web.identity import read_admin_cookie, requested_person
 
 
 def _resume_point(request: Request) -> int | None:
@@ -27,16 +28,26 @@ def _resume_point(request: Request) -> int | None:
     return int(raw)
 
 
-def _viewer(request: Request, session: Session) -> Viewer | None:
-    """The person this tab acts for; with `?monitor=1`, the signed-in admin (who sees everything)."""
-    if request.query_params.get("monitor") == "1":
-        admin = current_admin(request, session)
-        return Viewer(user_id=admin.user_id, is_admin=True) if admin else None
-    user_id = acting_person_id(request)
-    user = get_user(session, user_id) if user_id else None
-    if user is None or user.role == "admin":
+def _admin_viewer(request: Request, session: Session) -> Viewer | None:
+    admin = current_admin(request, session)
+    cookie = read_admin_cookie(request)
+    if admin is None or cookie is None:
         return None
-    return Viewer(user_id=user.id)
+    return Viewer(user_id=admin.user_id, is_admin=True, session=session_key(cookie[1]))
+
+
+def _viewer(request: Request, session: Session) -> Viewer | None:
+    """Whose stream this is: with `?monitor=1`, the signed-in admin's (who sees everything); else the person the
+    tab acts for; else, when the tab names no person, the signed-in admin's. None: 401."""
+    if request.query_params.get("monitor") == "1":
+        return _admin_viewer(request, session)
+    found = signed_in_as(request, session)
+    if found is not None:
+        user, token = found
+        return Viewer(user_id=user.id, session=session_key(token))
+    if requested_person(request) is None:
+        return _admin_viewer(request, session)
+    return None
 
 
 def _viewer_and_latest(request: Request, state: State) -> tuple[Viewer | None, int]:

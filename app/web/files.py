@@ -21,9 +21,8 @@ from app.chat.messages import Outgoing, Sent
 from app.db.models import Attachment, Member, Message, User
 from app.i18n import gettext as _
 from app.web.delivery import admit, send_and_deliver
-from app.web.deps import current_admin, parse_id, writer_in
+from app.web.deps import current_admin, parse_id, signed_in_people, writer_in
 from app.web.i18n_hook import set_locale
-from app.web.identity import read_session
 
 Db = NamedDependency[Session]
 PathId = FromPath[str]
@@ -84,7 +83,7 @@ class FilesController(Controller):
         return self._send(request, state, db, parse_id(mid), thumbnail=True)
 
     def _send(self, request: Request, state: State, db: Session, message_id: int, thumbnail: bool) -> File:
-        if not read_session(request).people and current_admin(request, db) is None:
+        if not signed_in_people(request, db) and current_admin(request, db) is None:
             raise NotAuthorizedException()  # who asks comes first: nothing is told to strangers
         attachment = db.get(Attachment, message_id)
         message = db.get(Message, message_id)
@@ -119,7 +118,7 @@ def may_see(request: Request, db: Session, conversation_id: int) -> bool:
     say which of the browser's people it acts for)."""
     if current_admin(request, db) is not None:
         return True
-    people = read_session(request).people
+    people = signed_in_people(request, db)
     if not people:
         return False
     found = db.scalar(

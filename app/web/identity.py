@@ -1,21 +1,25 @@
-"""Who is asking: the signed session cookie (itsdangerous) and the acting person of a request.
+"""Who is asking: the signed session cookies (itsdangerous) and the acting person of a request.
 
-One browser may hold several people at once (two demo windows, b1 and m1, share one cookie jar).
-The cookie lists them; each page says whom it acts for (`as` query value, or the `X-Kefu-As` header that
-static/js/kefu.js adds to every htmx request and the event stream), and the server checks that person
-against the cookie on every request. Without `as`, the person who signed in last acts.
+One browser may hold several people at once (two demo windows, b1 and m1, share one cookie jar). The cookie
+lists them, each with the random token of their server-side session (app/chat/sessions.py: logging out ends it
+for every copy of the cookie). Every page names the person it acts for (`as` in its links and the
+`<meta name="kefu-as">` that static/js/kefu.js turns into the `X-Kefu-As` header of every htmx request and the
+`as` of the event stream), so a tab keeps acting for the person it was opened for whoever signs in later.
+Without `as` (a bookmark of /chat), the person who signed in last acts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 
 from app.chat.people import valid_user_id
+from app.chat.sessions import MAX_TOKEN_LENGTH
 
 COOKIE_NAME = "kefu_session"
 SESSION_MAX_AGE = 30 * 24 * 3600
@@ -23,26 +27,46 @@ MAX_PEOPLE = 8
 AS_HEADER = "x-kefu-as"
 
 
+def _valid_entry(entry: Any) -> bool:
+    return (isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)
+            and valid_user_id(entry[0]) and 0 < len(entry[1]) <= MAX_TOKEN_LENGTH)
+
+
 @dataclass(frozen=True)
 class SessionData:
-    people: tuple[str, ...] = field(default_factory=tuple)
+    """The people signed in in one browser, oldest first: (user id, session token) pairs."""
 
-    def with_person(self, user_id: str) -> SessionData:
-        people = (*(p for p in self.people if p != user_id), user_id)
-        return replace(self, people=people[-MAX_PEOPLE:])
+    entries: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def people(self) -> tuple[str, ...]:
+        return tuple(user_id for user_id, _token in self.entries)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(token for _user_id, token in self.entries)
+
+    def token_of(self, user_id: str) -> str | None:
+        return next((token for uid, token in self.entries if uid == user_id), None)
+
+    def with_person(self, user_id: str, token: str) -> tuple[SessionData, list[str]]:
+        """This browser with `user_id` signed in last, and the tokens it no longer holds (the person's earlier
+        token, if another, and the oldest people past MAX_PEOPLE)."""
+        kept = [(uid, t) for uid, t in self.entries if uid != user_id]
+        dropped = [t for uid, t in self.entries if uid == user_id and t != token]
+        kept.append((user_id, token))
+        dropped += [t for _uid, t in kept[:-MAX_PEOPLE]]
+        return SessionData(entries=tuple(kept[-MAX_PEOPLE:])), dropped
 
     def to_json(self) -> dict[str, Any]:
-        return {"p": list(self.people)}
+        return {"s": [list(entry) for entry in self.entries]}
 
     @classmethod
     def from_json(cls, data: Any) -> SessionData:
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not isinstance(data.get("s"), list):
             return cls()
-        raw = data.get("p")
-        if not isinstance(raw, list):
-            return cls()
-        people = tuple(p for p in raw if isinstance(p, str) and valid_user_id(p))
-        return cls(people=people[-MAX_PEOPLE:])
+        entries = tuple((e[0], e[1]) for e in data["s"] if _valid_entry(e))
+        return cls(entries=entries[-MAX_PEOPLE:])
 
 
 def serializer(secret_key: str) -> URLSafeTimedSerializer:
@@ -50,6 +74,7 @@ def serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 
 def read_session(request: Request) -> SessionData:
+    """The people this browser's cookie holds (signature and age checked, sessions not): empty when none."""
     raw = request.cookies.get(COOKIE_NAME)
     if not raw or len(raw) > 4096:
         return SessionData()
@@ -61,6 +86,7 @@ def read_session(request: Request) -> SessionData:
 
 
 def session_cookie(request: Request, data: SessionData) -> Cookie:
+    """The people's cookie: HttpOnly, SameSite=Lax, Secure behind HTTPS, for SESSION_MAX_AGE seconds."""
     value = serializer(request.app.state.settings.secret_key).dumps(data.to_json())
     return Cookie(
         key=COOKIE_NAME,
@@ -74,41 +100,58 @@ def session_cookie(request: Request, data: SessionData) -> Cookie:
 
 
 def set_session(response: Response, request: Request, data: SessionData) -> Response:
+    """`response` with the people's cookie set to `data`."""
     response.set_cookie(session_cookie(request, data))
     return response
 
 
-def acting_person_id(request: Request) -> str | None:
-    """The signed-in person this request acts for, or None when no one (or not that one) is signed in."""
-    people = read_session(request).people
-    if not people:
-        return None
-    wanted = request.headers.get(AS_HEADER) or request.query_params.get("as")
+def requested_person(request: Request) -> str | None:
+    """The person the page names (`X-Kefu-As` header or `as` query value), or None when it names no one."""
+    return request.headers.get(AS_HEADER) or request.query_params.get("as") or None
+
+
+def acting_entry(request: Request) -> tuple[str, str] | None:
+    """(user id, session token) of the person this request acts for according to the cookie alone: the one
+    the page names, else the last to sign in; None when no one (or not the one named) is in the cookie. The
+    session itself is checked against the database by app.web.deps."""
+    session = read_session(request)
+    wanted = requested_person(request)
     if wanted:
-        return wanted if wanted in people else None
-    return people[-1]
+        token = session.token_of(wanted)
+        return (wanted, token) if token else None
+    return session.entries[-1] if session.entries else None
 
 
-def needs_as(request: Request) -> bool:
-    """Links must name the acting person only when the browser holds more than one."""
-    return len(read_session(request).people) > 1
+def navigation_from_this_site(request: Request) -> bool:
+    """Whether a page request comes from this site or from the person (typed, bookmarked), not from another
+    site's page: Sec-Fetch-Site when the browser sends it, else a Referer or Origin of our own origin."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "same-site", "none")
+    own = (request.url.scheme, request.url.netloc)
+    for header in ("origin", "referer"):
+        value = request.headers.get(header)
+        if value:
+            parts = urlsplit(value)
+            return (parts.scheme, parts.netloc) == own
+    return False
 
 
 # --- admins: a cookie of their own, so "remember me" and session endings apply to them alone ---
 
 ADMIN_COOKIE = "kefu_admin"
 REMEMBER_SECONDS = 7 * 24 * 3600
-BROWSER_SESSION_SECONDS = 12 * 3600  # a cap on the signature even when the browser keeps its session cookies
+BROWSER_SESSION_SECONDS = 12 * 3600  # without "remember me": the server ends it even if the browser keeps it
 
 
 def _admin_serializer(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt="kefu-admin")
 
 
-def admin_cookie(request: Request, user_id: str, session_version: int, remember: bool) -> Cookie:
-    value = _admin_serializer(request.app.state.settings.secret_key).dumps(
-        {"a": user_id, "v": session_version, "r": int(remember)}
-    )
+def admin_cookie(request: Request, user_id: str, token: str, remember: bool) -> Cookie:
+    """The admin's cookie: their id and session token, signed; kept by the browser for REMEMBER_SECONDS with
+    "remember me", else until it closes."""
+    value = _admin_serializer(request.app.state.settings.secret_key).dumps({"a": user_id, "t": token})
     return Cookie(
         key=ADMIN_COOKIE,
         value=value,
@@ -120,8 +163,9 @@ def admin_cookie(request: Request, user_id: str, session_version: int, remember:
     )
 
 
-def read_admin_cookie(request: Request) -> tuple[str, int] | None:
-    """(admin user id, session version) from a valid, unexpired admin cookie."""
+def read_admin_cookie(request: Request) -> tuple[str, str] | None:
+    """(admin user id, session token) from a validly signed admin cookie; whether that session is still live is
+    for the database to say (app.chat.admins.admin_of_session)."""
     raw = request.cookies.get(ADMIN_COOKIE)
     if not raw or len(raw) > 4096:
         return None
@@ -130,17 +174,13 @@ def read_admin_cookie(request: Request) -> tuple[str, int] | None:
         data = serializer_.loads(raw, max_age=REMEMBER_SECONDS)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("a"), str) or not isinstance(data.get("v"), int):
+    if not isinstance(data, dict) or not _valid_entry([data.get("a"), data.get("t")]):
         return None
-    if not data.get("r"):
-        try:
-            serializer_.loads(raw, max_age=BROWSER_SESSION_SECONDS)
-        except BadSignature:
-            return None
-    return data["a"], data["v"]
+    return data["a"], data["t"]
 
 
 def clear_cookies(response: Response) -> Response:
+    """`response` telling the browser to forget both cookies (the sessions are ended by the caller)."""
     response.delete_cookie(COOKIE_NAME, path="/")
     response.delete_cookie(ADMIN_COOKIE, path="/")
     return response

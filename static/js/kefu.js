@@ -492,11 +492,12 @@
       s.addEventListener("read", heard(s, (e) => applyRead(JSON.parse(e.data))));
       s.addEventListener("presence", heard(s, (e) => applyPresence(JSON.parse(e.data))));
       s.addEventListener("ping", heard(s, () => {}));
-      s.addEventListener("closed", heard(s, () => {
-        // too many tabs open: the newest ones stay live; this one stops instead of fighting them
+      s.addEventListener("closed", heard(s, (e) => {
+        // too many tabs open: the newest ones stay live; this one stops instead of fighting them.
+        // "signed-out": this tab's person (or admin) logged out; it stops rather than act for anyone else.
         stop();
         stopped = true;
-        conn()?.setAttribute("data-state", "closed");
+        conn()?.setAttribute("data-state", e.data === "signed-out" ? "signed-out" : "closed");
       }));
     }
     function stop() {

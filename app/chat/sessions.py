@@ -1,0 +1,83 @@
+"""Server-side sign-in sessions of people and admins.
+
+A session is a random token in the browser's (signed) cookie; the table `sign_in_sessions` keeps only the token's
+SHA-256, the person it signs in and when it expires. Checking a request costs one primary-key query
+(`session_owner`); ending a session deletes its row, so a copied cookie stops working at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.orm import Session
+
+from app.db.models import SignInSession, utcnow
+
+TOKEN_BYTES = 32
+MAX_TOKEN_LENGTH = 100  # token_urlsafe(32) is 43 characters
+
+
+def session_key(token: str) -> str:
+    """The stored id of a token: its SHA-256 in hex (64 characters). A leaked table signs no one in."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(db: Session, user_id: str, lifetime_seconds: int, now: datetime | None = None) -> str:
+    """A new session for `user_id`, valid for `lifetime_seconds`; returns the token for the cookie (flushed,
+    not committed). Also drops this person's expired sessions, so the table does not grow without end."""
+    now = now or utcnow()
+    db.execute(delete(SignInSession).where(SignInSession.user_id == user_id, SignInSession.expires_at <= now))
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    db.add(SignInSession(id=session_key(token), user_id=user_id, created_at=now,
+                         expires_at=now + timedelta(seconds=lifetime_seconds)))
+    db.flush()
+    return token
+
+
+_OWNER = (select(SignInSession.__table__.c.user_id, SignInSession.__table__.c.expires_at)
+          .where(SignInSession.__table__.c.id == bindparam("key")))  # prebuilt: the send path checks it each time
+
+
+def session_owner(db: Session, token: str, now: datetime | None = None) -> str | None:
+    """The user id a live session token signs in, or None (unknown, ended or expired). One primary-key query."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    row = db.connection().execute(_OWNER, {"key": session_key(token)}).one_or_none()
+    if row is None or row.expires_at <= (now or utcnow()):
+        return None
+    return str(row.user_id)
+
+
+def live_owners(db: Session, tokens: Iterable[str]) -> set[str]:
+    """The user ids of those tokens whose sessions are live (one query for all of them)."""
+    keys = {session_key(t) for t in tokens if t and len(t) <= MAX_TOKEN_LENGTH}
+    if not keys:
+        return set()
+    rows = db.execute(select(SignInSession.user_id).where(SignInSession.id.in_(keys),
+                                                          SignInSession.expires_at > utcnow()))
+    return {user_id for (user_id,) in rows}
+
+
+def end_sessions(db: Session, tokens: Iterable[str]) -> list[tuple[str, str]]:
+    """Ends the sessions of these tokens (flushed, not committed); returns (user id, session key) of each that
+    existed, for telling their open streams to close."""
+    keys = {session_key(t) for t in tokens if t and len(t) <= MAX_TOKEN_LENGTH}
+    if not keys:
+        return []
+    ended = [(row.user_id, row.id) for row in db.scalars(select(SignInSession).where(SignInSession.id.in_(keys)))]
+    db.execute(delete(SignInSession).where(SignInSession.id.in_(keys)))
+    db.flush()
+    return ended
+
+
+def end_all_sessions(db: Session, user_id: str) -> list[str]:
+    """Ends every session of one person or admin (flushed, not committed); returns their session keys."""
+    keys = list(db.scalars(select(SignInSession.id).where(SignInSession.user_id == user_id)))
+    if keys:
+        db.execute(delete(SignInSession).where(SignInSession.user_id == user_id))
+        db.flush()
+    return keys

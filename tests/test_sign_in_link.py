@@ -1,0 +1,114 @@
+"""Opening a sign-in link while someone else is signed in in this browser, on SQLite and MariaDB.
+
+A page on another site can send the browser to `/chat?token=<the attacker's own link>` (login CSRF): the victim's
+later tabs would then act for the attacker, who reads what the victim types. So a link that arrives from another
+site while someone else is signed in here asks first, naming both people, and only a POST from that page (with
+its CSRF token) signs the new person in. From this site, typed or bookmarked, or with no one else signed in, a
+link signs in at once as before.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy.orm import Session
+
+from app.chat.links import LinkIdentity, make_token
+from app.db.models import User
+from tests.dom import parse
+from tests.support import TEST_SECRET, csrf_of, sign_in
+
+ORIGIN = "http://127.0.0.1"
+FROM_ELSEWHERE = {
+    "a cross-site navigation": {"Sec-Fetch-Site": "cross-site"},
+    "an old browser, from another site": {"Referer": "https://evil.example/page"},
+    "an old browser, no referrer at all": {},
+    "a lookalike origin": {"Referer": "http://127.0.0.1.evil.example/"},
+}
+FROM_HERE = {
+    "typed or bookmarked": {"Sec-Fetch-Site": "none"},
+    "a link on this site": {"Sec-Fetch-Site": "same-origin"},
+    "an old browser, from this site": {"Referer": f"{ORIGIN}/chat"},
+}
+
+
+def link_for(user_id: str, name: str, role: str = "buyer", target: str | None = None) -> str:
+    return make_token(TEST_SECRET, LinkIdentity(user_id, name, role, target))
+
+
+def acting(client: TestClient) -> str | None:
+    """Whom a new tab (no `as`) acts for."""
+    page = client.get("/chat")
+    return parse(page.text).one(tag="body").get("data-user-id") if page.status_code == 200 else None
+
+
+def open_link(client: TestClient, token: str, headers: dict[str, str]) -> httpx.Response:
+    return client.get("/chat", params={"token": token}, headers=headers, follow_redirects=False)
+
+
+@pytest.mark.parametrize("case", FROM_ELSEWHERE)
+def test_a_link_from_another_site_asks_before_it_signs_someone_else_in(case: str, db: Session,
+                                                                       app_client: TestClient) -> None:
+    sign_in(app_client, "b1")
+    attacker = link_for("spy9", "小间谍")
+    asked = open_link(app_client, attacker, FROM_ELSEWHERE[case])
+    assert asked.status_code == 200, asked.text
+    page = parse(asked.text)
+    assert page.one(testid="current-person").get("data-user-id") == "b1"
+    assert "保安堂药房" in page.one(testid="current-person").text()
+    assert page.one(testid="incoming-person").get("data-user-id") == "spy9"
+    assert "小间谍" in page.one(testid="incoming-person").text()
+    assert page.one(testid="keep-current").get("href") == "/chat?as=b1"
+    assert acting(app_client) == "b1"  # nothing changed by merely opening the link
+    db.rollback()
+    assert db.get(User, "spy9") is None
+
+
+def test_continuing_on_the_question_page_signs_the_new_person_in(db: Session, app_client: TestClient) -> None:
+    sign_in(app_client, "b1")
+    token = link_for("b2", "异世界药局", target="m2")
+    asked = open_link(app_client, token, FROM_ELSEWHERE["a cross-site navigation"])
+    form = parse(asked.text).one(testid="sign-in-confirm-form")
+    assert form.get("method") == "post" and form.get("action") == "/chat/sign-in"
+    fields = {field.get("name"): field.get("value") for field in form.find_all(tag="input")}
+    assert fields["_csrf_token"] == csrf_of(asked.text)
+
+    without_csrf = app_client.post("/chat/sign-in", data={"token": token}, follow_redirects=False)
+    assert without_csrf.status_code == 403
+    assert acting(app_client) == "b1"
+
+    done = app_client.post("/chat/sign-in", data=fields, follow_redirects=False)
+    assert done.status_code == 303
+    assert httpx.URL(done.headers["location"]).params == httpx.QueryParams({"target": "m2", "as": "b2"})
+    assert acting(app_client) == "b2"
+    assert app_client.get("/chat", params={"as": "b1"}).status_code == 200  # b1 is still signed in, too
+
+
+@pytest.mark.parametrize("case", FROM_HERE)
+def test_the_link_that_asks_from_another_site_signs_in_at_once_from_this_site(case: str,
+                                                                                app_client: TestClient) -> None:
+    sign_in(app_client, "b1")
+    token = link_for("b2", "异世界药局")
+    assert open_link(app_client, token, FROM_ELSEWHERE["a cross-site navigation"]).status_code == 200  # asks
+    opened = open_link(app_client, token, FROM_HERE[case])
+    assert opened.status_code == 303, opened.text
+    assert acting(app_client) == "b2"
+
+
+def test_a_link_from_another_site_asks_only_when_someone_else_is_signed_in(app_client: TestClient) -> None:
+    cross_site = FROM_ELSEWHERE["a cross-site navigation"]
+    assert open_link(app_client, link_for("b2", "异世界药局"), cross_site).status_code == 303  # no one here yet
+    assert acting(app_client) == "b2"
+    assert open_link(app_client, link_for("b2", "异世界药局"), cross_site).status_code == 303  # the same person
+    assert open_link(app_client, link_for("b1", "保安堂药房"), cross_site).status_code == 200  # someone else
+    assert acting(app_client) == "b2"
+
+
+def test_a_bad_link_on_the_question_page_is_refused(app_client: TestClient) -> None:
+    token = sign_in(app_client, "b1")
+    for bad in ("", "not-a-token", link_for("b2", "异世界药局")[:-3], "x" * 5000):
+        refused = app_client.post("/chat/sign-in", data={"token": bad, "_csrf_token": token},
+                                  follow_redirects=False)
+        assert refused.status_code == 403, bad[:20]
+    assert acting(app_client) == "b1"

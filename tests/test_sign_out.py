@@ -1,0 +1,218 @@
+"""Signing out ends the session on the server, on SQLite and MariaDB: a copy of the cookie opens nothing any more,
+and the streams opened under it end at once (over real sockets, against `kefu serve`); `kefu admin passwd` and
+`kefu admin disable` end an admin's sessions and open monitors too, across processes through Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from litestar.testing import TestClient
+from sqlalchemy.orm import Session
+
+from app.chat.admins import create_admin
+from app.db.engine import make_engine, make_sessionmaker
+from tests.admin_support import PASSWORD, login_location, make_admin, post_login, sign_in_admin, use_fast_hashing
+from tests.conftest import require_or_skip
+from tests.seeding import converse
+from tests.support import ROOT, ServerProcess, SSEReader, csrf_of, free_port, server_env, sign_in
+
+PERSON_COOKIE = "kefu_session"
+ADMIN_COOKIE = "kefu_admin"
+QUIET_PINGS = "3600"  # the first ping comes after 240 s: a stream that ends here ends because it was told to
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fast_hashing(monkeypatch)
+
+
+def browser_with(client: TestClient, name: str, value: str) -> TestClient:
+    """Another browser on the same app holding a copy of one cookie."""
+    other = TestClient(client.app, base_url="http://127.0.0.1")
+    other.cookies.set(name, value)
+    return other
+
+
+def log_out(client: httpx.Client | TestClient, csrf_token: str) -> None:
+    response = client.post("/logout", data={"_csrf_token": csrf_token}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+
+
+# --- copied cookies ---
+
+def test_a_copy_of_a_persons_cookie_opens_nothing_after_they_log_out(db: Session, app_client: TestClient) -> None:
+    cid = converse(db, "b1", "m1")
+    token = sign_in(app_client, "b1", target="m1")
+    with browser_with(app_client, PERSON_COOKIE, app_client.cookies[PERSON_COOKIE]) as thief, \
+            TestClient(app_client.app, base_url="http://127.0.0.1") as phone:
+        sign_in(phone, "b1")  # the same person in another browser of theirs
+        page = thief.get("/chat")
+        assert page.status_code == 200  # the copy works while the session lasts…
+        thief_token = csrf_of(page.text)
+        log_out(app_client, token)
+        assert thief.get("/chat").status_code == 401  # …and not after the person logged out
+        assert thief.get(f"/chat/c/{cid}").status_code == 401
+        assert thief.get("/events").status_code == 401
+        sent = thief.post(f"/chat/c/{cid}/messages", data={"body": "冒充"}, headers={"X-CSRFToken": thief_token})
+        assert sent.status_code == 401
+        assert phone.get("/chat").status_code == 200  # logging out here ends this browser's session only
+    assert app_client.get("/chat").status_code == 401
+
+
+def test_a_copy_of_an_admins_cookie_opens_nothing_after_they_log_out(db: Session, app_client: TestClient) -> None:
+    make_admin(db)
+    token = sign_in_admin(app_client, remember=True)
+    with browser_with(app_client, ADMIN_COOKIE, app_client.cookies[ADMIN_COOKIE]) as thief:
+        assert thief.get("/admin").status_code == 200
+        assert thief.get("/admin/audit").status_code == 200
+        log_out(app_client, token)
+        assert login_location(thief.get("/admin", follow_redirects=False)) == "/admin"
+        assert login_location(thief.get("/admin/audit", follow_redirects=False)) == "/admin/audit"
+        assert thief.get("/events", params={"monitor": "1"}).status_code == 401
+    assert login_location(app_client.get("/admin", follow_redirects=False)) == "/admin"
+
+
+# --- open streams, over real sockets ---
+
+@contextmanager
+def serving(database_url: str, tmp_path: Path, **env: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(server_env(database_url, tmp_path, KEFU_SSE_PING_SECONDS=QUIET_PINGS, **env),
+                           free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_admin_at(database_url: str, user_id: str = "a1", username: str = "ops") -> None:
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as session:
+        create_admin(session, user_id, username, PASSWORD)
+        session.commit()
+    engine.dispose()
+
+
+def conversation_at(database_url: str, a: str, b: str) -> int:
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as session:
+        cid = converse(session, a, b)
+    engine.dispose()
+    return cid
+
+
+def say_over_http(server: ServerProcess, sender: str, cid: int, body: str) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        token = sign_in(client, sender)
+        sent = client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
+        assert sent.status_code == 201, sent.text
+
+
+def assert_ends_signed_out(stream: SSEReader) -> None:
+    """The next event is `closed` (signed-out) and the server ends the response; a stream that stayed open
+    would fail on the client's 10 s read timeout instead."""
+    event = stream.next()
+    assert (event.event, event.data) == ("closed", "signed-out")
+    with pytest.raises(EOFError):
+        stream.next()
+
+
+def test_logging_out_ends_the_persons_open_stream_at_once(database_url: str, tmp_path: Path) -> None:
+    cid = conversation_at(database_url, "b1", "m1")
+    with serving(database_url, tmp_path) as server, httpx.Client(base_url=server.url, timeout=10) as browser, \
+            httpx.Client(base_url=server.url, timeout=10) as phone:
+        token = sign_in(browser, "b1")
+        sign_in(phone, "b1")  # the same person in another browser of theirs
+        with browser.stream("GET", "/events", params={"as": "b1"}) as response, \
+                phone.stream("GET", "/events", params={"as": "b1"}) as on_phone:
+            stream, kept = SSEReader(response), SSEReader(on_phone)
+            say_over_http(server, "m1", cid, "在吗")
+            assert "在吗" in stream.next_of("message").data  # both streams are live
+            assert "在吗" in kept.next_of("message").data
+            log_out(browser, token)
+            assert_ends_signed_out(stream)
+            say_over_http(server, "m1", cid, "还在")
+            assert "还在" in kept.next_of("message").data  # the phone's session was not this browser's
+        assert browser.get("/events", params={"as": "b1"}).status_code == 401
+
+
+def test_logging_out_ends_the_admins_open_monitor_stream_at_once(database_url: str, tmp_path: Path) -> None:
+    make_admin_at(database_url)
+    cid = conversation_at(database_url, "b1", "m1")
+    with serving(database_url, tmp_path) as server, httpx.Client(base_url=server.url, timeout=10) as browser:
+        assert post_login(browser, "ops", PASSWORD).status_code == 303
+        token = csrf_of(browser.get("/admin").text)
+        with browser.stream("GET", "/events", params={"monitor": "1"}) as response:
+            monitor = SSEReader(response)
+            say_over_http(server, "b1", cid, "你好")
+            assert "你好" in monitor.next_of("message").data
+            log_out(browser, token)
+            assert_ends_signed_out(monitor)
+
+
+# --- the `kefu` command ends admins' sessions in the running server, through Redis ---
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A Redis of this test's own: pub/sub channels are shared by every database of a Redis server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        require_or_skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def kefu(server: ServerProcess, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=server.env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stderr.lower(), done.stderr
+
+
+@pytest.mark.parametrize("command", [("admin", "passwd", "a1", "a-brand-new-one"), ("admin", "disable", "a1")])
+def test_kefu_admin_passwd_and_disable_end_open_monitor_streams_at_once(
+        command: tuple[str, ...], database_url: str, own_redis: str, tmp_path: Path) -> None:
+    make_admin_at(database_url)
+    make_admin_at(database_url, "a2", "ops2")  # another admin, whose monitor stays open
+    cid = conversation_at(database_url, "b1", "m1")
+    with serving(database_url, tmp_path, KEFU_BROKER_URL=own_redis) as server, \
+            httpx.Client(base_url=server.url, timeout=10) as browser, \
+            httpx.Client(base_url=server.url, timeout=10) as colleague:
+        assert post_login(browser, "ops", PASSWORD).status_code == 303
+        assert post_login(colleague, "ops2", PASSWORD).status_code == 303
+        with browser.stream("GET", "/events", params={"monitor": "1"}) as mine, \
+                colleague.stream("GET", "/events", params={"monitor": "1"}) as theirs:
+            monitor, other = SSEReader(mine), SSEReader(theirs)
+            say_over_http(server, "b1", cid, "你好")
+            assert "你好" in monitor.next_of("message").data
+            assert "你好" in other.next_of("message").data
+            kefu(server, *command)
+            assert_ends_signed_out(monitor)
+            say_over_http(server, "m1", cid, "收到")
+            assert "收到" in other.next_of("message").data
+        assert login_location(browser.get("/admin", follow_redirects=False)) == "/admin"
