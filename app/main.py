@@ -44,6 +44,7 @@ from app.web.files import FilesController
 from app.web.health import healthz
 from app.web.i18n_hook import set_locale
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
+from app.web.requests import KefuRequest
 from app.web.security import SecurityHeadersMiddleware
 
 log = logging.getLogger("kefu")
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
             DefineMiddleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
         ],
+        request_class=KefuRequest,  # form fields that cannot be decoded: 400, not 500
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=set_locale,
         on_startup=[start_bus],

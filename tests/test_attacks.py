@@ -12,8 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
+from sqlalchemy.orm import Session
 
+from app.chat.api_keys import create_key
 from app.chat.links import LinkIdentity, make_token
+from app.db.engine import make_engine
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.support import TEST_SECRET, SSEReader, csrf_of, free_port, server_env, sign_in
@@ -73,6 +76,62 @@ def test_every_post_route_refuses_a_missing_or_forged_csrf_token(app_client: Tes
             response = app_client.post(concrete(path), data={"body": "x", "username": "u", "password": "p"},
                                        headers=headers, follow_redirects=False)
             assert response.status_code == 403, (path, headers, response.status_code)
+
+
+def _part(name: str, value: bytes, extra: bytes = b"") -> bytes:
+    head = b'--XX\r\nContent-Disposition: form-data; name="' + name.encode() + b'"\r\n' + extra
+    return head + b"\r\n" + value + b"\r\n"
+
+
+MULTIPART = "multipart/form-data; boundary=XX"
+MALFORMED: dict[str, tuple[str, bytes]] = {  # what a broken client or an attacker sends, with its content type
+    "multipart field of raw bytes": (MULTIPART, _part("body", b"\x89\xff") + b"--XX--\r\n"),
+    "multipart username of raw bytes": (MULTIPART, _part("username", b"\xff\xfe\xfd") + b"--XX--\r\n"),
+    "multipart part with an unknown charset": (
+        MULTIPART, _part("body", b"hi", b"Content-Type: text/plain; charset=no-such-charset\r\n") + b"--XX--\r\n"),
+    "multipart without its closing boundary": (MULTIPART, _part("body", b"hi")),
+    "multipart without a boundary": ("multipart/form-data", b"--XX\r\n\r\n"),
+    "multipart that is not multipart": (MULTIPART, b"\x00\x01\x02" * 50),
+    "form of raw bytes": ("application/x-www-form-urlencoded", b"body=\x89\xff&username=\xff&password=%FF%FE"),
+    "form of percent-encoded garbage": ("application/x-www-form-urlencoded", b"body=%FF%FE%&&=%%&up_to=%FF"),
+    "json cut short": ("application/json", b'{"body": "hi'),
+    "json of raw bytes": ("application/json", b'{"body": "\xff\xfe"}'),
+    "json of the wrong shape": ("application/json", b'[1, {"body": null}]'),
+    "no content type": ("", b"\xff" * 10),
+}
+
+
+def test_malformed_bodies_on_every_route_never_give_a_500(app_client: TestClient, database_url: str) -> None:
+    """Every POST and PUT, signed in and with a valid CSRF token (and the API with a valid key), with each malformed
+    body: a clear 4xx, never a 500, before or after the CSRF check."""
+    token = sign_in(app_client, "m1", target="b1")
+    with Session(make_engine(database_url)) as db:
+        _record, key = create_key(db, "attacker")
+        db.commit()
+    auth = {"X-CSRFToken": token, "Authorization": f"Bearer {key}"}
+    failures = []
+    for method, path in all_routes(app_client.app):
+        if method not in ("POST", "PUT"):
+            continue
+        for case, (content_type, body) in MALFORMED.items():
+            for headers in (auth, {}):
+                sent = headers | ({"Content-Type": content_type} if content_type else {})
+                response = app_client.request(method, concrete(path), content=body, headers=sent,
+                                              follow_redirects=False)
+                if response.status_code >= 500:
+                    failures.append((method, path, case, bool(headers), response.status_code))
+    assert failures == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.binary(max_size=64), name=st.binary(min_size=1, max_size=16))
+def test_any_bytes_in_a_multipart_field_get_an_answer_not_a_500(app_client: TestClient, value: bytes,
+                                                                 name: bytes) -> None:
+    token = sign_in(app_client, "b1", target="m1")
+    body = b'--XX\r\nContent-Disposition: form-data; name="' + name.replace(b'"', b"") + b'"\r\n\r\n' + value
+    response = app_client.post("/chat/c/1/messages", content=body + b"\r\n--XX--\r\n",
+                               headers={"Content-Type": MULTIPART, "X-CSRFToken": token})
+    assert response.status_code < 500, response.text
 
 
 def link_token(identity: LinkIdentity, ttl: int = 300, secret: str = TEST_SECRET) -> str:

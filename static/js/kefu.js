@@ -728,6 +728,21 @@
     const b = e.target.closest("[data-show-view]");
     if (b) showView(b.dataset.showView);
   });
+  // Older messages go in above what is being read: the view stays where it was, rather than jumping to the oldest
+  // (which would also keep the next loader in sight and load every page in a row).
+  let olderFromBottom = null;
+  document.addEventListener("htmx:beforeSwap", (e) => {
+    const scroller = e.detail.elt?.closest?.(".thread-scroll");
+    if (scroller && e.detail.elt.classList.contains("older-loader")) {
+      olderFromBottom = scroller.scrollHeight - scroller.scrollTop;
+    }
+  });
+  document.addEventListener("htmx:afterSwap", () => {
+    if (olderFromBottom === null) return;
+    const scroller = $(".thread-scroll");
+    if (scroller) scroller.scrollTop = scroller.scrollHeight - olderFromBottom;
+    olderFromBottom = null;
+  });
   document.addEventListener("htmx:afterSwap", (e) => {
     const target = e.detail.target;
     if (!target) return;
