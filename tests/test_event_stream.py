@@ -482,3 +482,50 @@ def test_a_reply_tells_the_other_side_that_their_messages_were_read(
         assert answer.status_code == 201, answer.text
         read = stream.wait_for("read", where=lambda e: json_data(e)["upto"] > asked)
     assert json_data(read) == {"cid": cid, "user": "m1", "upto": answer.json()["id"]}
+
+
+# --- what a stream open may cost ---
+
+def store_many(database_url: str, cid: int, sender: str, count: int) -> list[int]:
+    """`count` messages a second apart, the last a minute ago (straight into the table: over HTTP the rate limit
+    would refuse them)."""
+    engine = make_engine(database_url)
+    start = utcnow() - timedelta(seconds=count + 60)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(Message.__table__), [
+                {"conversation_id": cid, "sender_id": sender, "kind": "text", "body": f"第{n}条",
+                 "created_at": start + timedelta(seconds=n)} for n in range(count)])
+            return list(connection.execute(select(Message.id).where(Message.conversation_id == cid)
+                                           .order_by(Message.id)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_a_stream_far_behind_is_told_to_reload_instead_of_replaying_everything(
+        database_url: str, server: ServerProcess, browser: OpenBrowser) -> None:
+    b1, m1 = browser(server, "b1", target="m1"), browser(server, "m1")
+    cid = b1.conversation_with("m1")
+    ids = store_many(database_url, cid, "b1", 400)
+    with m1.events(last_event_id="0") as stream:
+        first = stream.next()
+        assert first.event == "stale" and first.id == str(ids[-1])  # nothing replayed: the page reloads instead
+        live = b1.post(cid, "之后的消息照常实时到达")
+        assert message_ids([stream.wait_for("message")]) == [live]
+    with m1.events(last_event_id=str(ids[-101])) as stream:  # 100 behind: replayed as usual, after the look-back
+        replayed = message_ids(only_messages(stream.until_ping()))
+    looked_back = replayed[:-101]
+    assert replayed[-101:] == [*ids[-100:], live]
+    assert looked_back == ids[-100 - len(looked_back):-100] and 10 <= len(looked_back) <= 20  # 15 s, one a second
+
+
+def test_opening_streams_too_often_gets_429_with_retry_after(server: ServerProcess, browser: OpenBrowser) -> None:
+    m1 = browser(server, "m1")
+    statuses = []
+    for _ in range(61):
+        with m1.client.stream("GET", "/events") as response:
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["retry-after"]) >= 1
+                assert "连接太频繁" in response.read().decode()
+    assert statuses == [200] * 60 + [429]

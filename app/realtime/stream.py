@@ -30,7 +30,7 @@ from anyio import to_thread
 from litestar.channels import ChannelsPlugin, Subscriber
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.chat.messages import messages_after, replay_start
+from app.chat.messages import latest_message_id, messages_after, replay_start
 from app.chat.people import get_users
 from app.db.models import Message
 from app.realtime.bus import ADMINS, PRESENCE, person_channel
@@ -38,7 +38,7 @@ from app.realtime.presence import Presence
 
 log = logging.getLogger("kefu.stream")
 
-REPLAY_BATCH = 200
+REPLAY_LIMIT = 300  # messages one stream open may replay; past it, the page reloads from the server instead
 RETRY_MS = 2000
 RenderMessage = Callable[[Message, object], str]
 
@@ -62,6 +62,7 @@ def with_id(event_id: int, fields: bytes) -> bytes:
 
 
 PING_FIELDS = sse_fields("ping", "ping")
+STALE_FIELDS = sse_fields("stale", "reload")
 
 
 class Frame(NamedTuple):
@@ -252,30 +253,31 @@ class EventStream:
         return b"", False
 
     async def _replay(self) -> AsyncIterator[bytes]:
-        """Every message the viewer may see after the look-back start of the highest id delivered so far (after a
-        broker outage too), in id order, each under the id of the highest message delivered."""
-        cursor: int | None = None  # None: start from the look-back before the watermark
-        while True:
-            batch = await to_thread.run_sync(self._load_after, cursor)
-            for message_id, html in batch:
-                cursor = message_id
-                if message_id in self.replayed:
-                    continue
-                self.replayed.add(message_id)
-                self.watermark = max(self.watermark, message_id)
-                yield with_id(self.watermark, sse_fields("message", html))
-            if len(batch) < REPLAY_BATCH:
-                return
+        """Every message the viewer may see from the look-back start before the highest id delivered so far (after
+        a broker outage too), in id order, each under the id of the highest message delivered. More than
+        REPLAY_LIMIT waiting: none of them, but a `stale` event, after which the page reloads its list and thread
+        from the server (it never needs more than what it has not shown), and the stream goes on live from the
+        newest message. So a stream open costs at most one query of REPLAY_LIMIT + 1 rows and that many renders."""
+        batch, latest = await to_thread.run_sync(self._load_replay)
+        if batch is None:
+            self.watermark = max(self.watermark, latest)
+            yield with_id(self.watermark, STALE_FIELDS)
+            return
+        for message_id, html in batch:
+            if message_id in self.replayed:
+                continue
+            self.replayed.add(message_id)
+            self.watermark = max(self.watermark, message_id)
+            yield with_id(self.watermark, sse_fields("message", html))
 
-    def _load_after(self, cursor: int | None) -> list[tuple[int, str]]:
-        """A batch of rendered messages after `cursor`, or (None) from the look-back start before the watermark."""
+    def _load_replay(self) -> tuple[list[tuple[int, str]] | None, int]:
+        """The rendered messages to replay, or None and the newest message id when more than REPLAY_LIMIT wait."""
         viewer_id = None if self.viewer.is_admin else self.viewer.user_id
         with self._sessions() as session:
-            if cursor is not None:
-                start = cursor
-            else:
-                start = replay_start(session, self.watermark) if self._look_back else self.watermark
-                self._look_back = True  # a later catch-up (after a broker outage) looks back
-            messages = messages_after(session, viewer_id, start, REPLAY_BATCH)
+            start = replay_start(session, self.watermark) if self._look_back else self.watermark
+            self._look_back = True  # a later catch-up (after a broker outage) looks back
+            messages = messages_after(session, viewer_id, start, REPLAY_LIMIT + 1)
+            if len(messages) > REPLAY_LIMIT:
+                return None, latest_message_id(session)
             senders = get_users(session, {m.sender_id for m in messages})
-            return [(m.id, self._render(m, senders.get(m.sender_id))) for m in messages]
+            return [(m.id, self._render(m, senders.get(m.sender_id))) for m in messages], 0

@@ -7,12 +7,13 @@ from anyio import to_thread
 from litestar import Request, get
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.response import Stream
 from sqlalchemy.orm import Session
 
 from app.chat.messages import latest_message_id
 from app.chat.sessions import session_key
+from app.i18n import gettext as _
 from app.realtime.stream import EventStream, Viewer
 from app.templating import render_message
 from app.web.deps import current_admin, signed_in_as
@@ -76,6 +77,12 @@ async def events(request: Request, state: State) -> Stream:
     viewer, latest = await to_thread.run_sync(_viewer_and_latest, request, state)
     if viewer is None:
         raise NotAuthorizedException()
+    limit, window = state.settings.stream_limit
+    wait = state.limiter.hit(f"stream:{viewer.user_id}", limit, window)
+    if wait is not None:  # every open costs a query and a replay: a reconnect loop gets told to wait
+        text = _("连接太频繁了：{window} 秒内最多 {limit} 次，请 {wait} 秒后再试。").format(
+            window=int(window), limit=limit, wait=wait)
+        raise TooManyRequestsException(detail=text, headers={"Retry-After": str(wait)}, extra={"public": True})
     resume_from = _resume_point(request)
     # An id beyond every stored message (a database restored from a backup, a number too big for the column) would
     # hold back every live message up to it, or fail the replay query: the client has at most everything there is.

@@ -492,6 +492,8 @@
       s.addEventListener("read", heard(s, (e) => applyRead(JSON.parse(e.data))));
       s.addEventListener("presence", heard(s, (e) => applyPresence(JSON.parse(e.data))));
       s.addEventListener("ping", heard(s, () => {}));
+      // Too much happened while away to replay it all: the list and the open thread come again from the server.
+      s.addEventListener("stale", heard(s, () => { caughtUp(); reloadThread(); }));
       s.addEventListener("closed", heard(s, (e) => {
         // too many tabs open: the newest ones stay live; this one stops instead of fighting them.
         // "signed-out": this tab's person (or admin) logged out; it stops rather than act for anyone else.
@@ -534,6 +536,12 @@
     return { open, check, restart };
   })();
   // After a reconnect: the list and the total from the server, read receipts, and reads not yet told.
+  function reloadThread() {
+    const cid = openThread()?.dataset.conversationId;
+    if (!cid) return;
+    const url = monitor ? `/admin/c/${cid}?${body.dataset.filterQuery || ""}` : `/chat/c/${cid}`;
+    htmx.ajax("GET", url, { target: "#thread-col", swap: "innerHTML" }).catch(() => {});
+  }
   function caughtUp() {
     refreshList();
     flushReads();
