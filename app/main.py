@@ -8,7 +8,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from anyio import to_thread
-from litestar import Litestar, get
+from litestar import Litestar, Router, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -33,6 +33,7 @@ from app.realtime.presence import Announce, Presence, RedisPresence
 from app.realtime.stream import StreamRegistry
 from app.realtime.webhook_worker import WebhookWorker
 from app.templating import environment
+from app.web import bodies
 from app.web.admin import AdminController
 from app.web.api import api_router
 from app.web.auth import AuthController
@@ -169,7 +170,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ChatController,
             AdminController,
             AuthController,
-            FilesController,
+            Router(path="/", route_handlers=[FilesController],
+                   request_max_body_size=settings.max_upload_mb * 1024 * 1024 + bodies.UPLOAD_ENVELOPE),
             QuickRepliesController,
             SendQuickReplyController,
             events,
@@ -180,12 +182,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[channels],
         state=state,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment())),
-        request_max_body_size=settings.max_upload_mb * 1024 * 1024 + 1024 * 1024,
+        request_max_body_size=bodies.DEFAULT,  # routes with more to carry (uploads) say so themselves
         csrf_config=CSRFConfig(secret=settings.secret_key, cookie_samesite="lax", cookie_httponly=True,
                                exclude=["/api/v1"]),  # the API authenticates with a Bearer key, not cookies
         middleware=[
             DefineMiddleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
             DefineMiddleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
+            bodies.AnnouncedBodyLimit,
         ],
         request_class=KefuRequest,  # form fields that cannot be decoded: 400, not 500
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

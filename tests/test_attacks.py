@@ -3,6 +3,7 @@ links, demo sign-in in production, headers, rate limits, and hostile message bod
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -18,8 +19,9 @@ from app.chat.api_keys import create_key
 from app.chat.links import LinkIdentity, make_token
 from app.db.engine import make_engine
 from app.main import create_app
+from app.web import bodies
 from tests.conftest import make_settings
-from tests.support import TEST_SECRET, SSEReader, csrf_of, free_port, server_env, sign_in
+from tests.support import TEST_SECRET, ServerProcess, SSEReader, csrf_of, free_port, server_env, sign_in
 
 # The only routes anyone may reach without signing in, and why.
 PUBLIC = {
@@ -326,5 +328,49 @@ def test_oversized_headers_are_refused_and_the_server_keeps_serving(sqlite_url: 
                 sock.sendall(head)
                 assert sock.recv(100).startswith(b"HTTP/1.1 400"), len(head)
         assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()
+
+
+ROUTE_LIMITS = {  # path: the largest body it takes (app/web/bodies.py)
+    "/login": bodies.SMALL_FORM, "/logout": bodies.SMALL_FORM, "/chat/c/1/read": bodies.SMALL_FORM,
+    "/chat/c/1/messages": bodies.MESSAGE, "/chat/quick-replies": bodies.QUICK_REPLY_FORM,
+    "/api/v1/conversations": bodies.DEFAULT,
+}
+
+
+def test_each_route_refuses_a_body_larger_than_it_needs_before_parsing_it(app_client: TestClient) -> None:
+    token = sign_in(app_client, "m1", target="b1")
+    for path, limit in ROUTE_LIMITS.items():
+        body = b"body=" + b"a" * limit
+        response = app_client.post(path, content=body, headers={
+            "X-CSRFToken": token, "Content-Type": "application/x-www-form-urlencoded"})
+        assert response.status_code == 413, (path, response.status_code)
+    longest = "好" * 5000  # the longest message there is still fits, percent-encoded
+    sent = app_client.post("/chat/c/1/messages", data={"body": longest}, headers={"X-CSRFToken": token})
+    assert sent.status_code == 201, sent.text
+
+
+def test_a_huge_sign_in_body_without_a_length_costs_the_server_almost_nothing(sqlite_url: str, tmp_path: Path) -> None:
+    """11 MB sent in chunks (no Content-Length) to POST /login: cut off at the route's limit."""
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b"username="
+        for _ in range(11 * 16):
+            yield b"a" * 65536
+
+    try:
+        before = cpu_seconds()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            response = client.post("/login", content=chunks(), headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            assert response.status_code == 413
+            assert client.get("/healthz").status_code == 200
+        assert cpu_seconds() - before < 0.5
     finally:
         server.stop()

@@ -19,6 +19,7 @@ from app.chat.sessions import end_sessions, start_session
 from app.i18n import gettext as _
 from app.realtime import signout
 from app.templating import render
+from app.web import bodies
 from app.web.deps import current_admin
 from app.web.identity import (
     BROWSER_SESSION_SECONDS,
@@ -58,7 +59,7 @@ class AuthController(Controller):
             return Redirect(safe_next(next_url), status_code=303)
         return Template("login.html", context={"next_url": safe_next(next_url), "username": "", "error": None})
 
-    @post("/login", sync_to_thread=True)
+    @post("/login", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
     def login(
         self,
         request: Request,
@@ -90,7 +91,7 @@ class AuthController(Controller):
         response.set_cookie(admin_cookie(request, account.user_id, token, remember))
         return response
 
-    @post("/logout")
+    @post("/logout", request_max_body_size=bodies.SMALL_FORM)
     async def logout(self, request: Request, state: State) -> Response:
         """Ends, on the server, the sessions of everyone signed in in this browser (people and admin), closes
         their open streams, and clears the cookies: a copy of them opens nothing any more."""

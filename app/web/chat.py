@@ -25,6 +25,7 @@ from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime import signout
 from app.realtime.bus import Delivery
+from app.web import bodies
 from app.web.delivery import Work, admit, send_and_deliver
 from app.web.deps import current_person, parse_id
 from app.web.errors import public_error
@@ -228,7 +229,7 @@ class ChatController(Controller):
         assert person is not None
         return self._signed_in(request, state, db, person.id, target)
 
-    @post("/sign-in", sync_to_thread=True)
+    @post("/sign-in", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
     def confirm_sign_in(
         self,
         request: Request,
@@ -274,7 +275,7 @@ class ChatController(Controller):
         }
         return Template("_older_messages.html", context=context)
 
-    @post("/c/{cid:str}/messages", status_code=201)
+    @post("/c/{cid:str}/messages", status_code=201, request_max_body_size=bodies.MESSAGE)
     async def send(
         self,
         request: Request,
@@ -285,7 +286,7 @@ class ChatController(Controller):
         # The busiest route: one trip to a worker thread for the database, then publish from the event loop.
         return await send_and_deliver(state, text_sender(request, state, cid, data.get("body")))
 
-    @post("/c/{cid:str}/read", status_code=204)
+    @post("/c/{cid:str}/read", status_code=204, request_max_body_size=bodies.SMALL_FORM)
     async def read(
         self,
         request: Request,

@@ -16,6 +16,7 @@ from app.chat import messages as msgs
 from app.chat import quick_replies as replies
 from app.chat.errors import InvalidInput
 from app.db.models import User
+from app.web import bodies
 from app.web.delivery import admit, send_and_deliver
 from app.web.deps import current_person, parse_id
 
@@ -43,7 +44,7 @@ class QuickRepliesController(Controller):
              cid: Annotated[str | None, QueryParameter(required=False, max_length=20)] = None) -> Template:
         return panel(db, current_person(request, db), open_cid(cid))
 
-    @post("/", sync_to_thread=True, status_code=200)
+    @post("/", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
     def create(self, request: Request, db: Db, data: Form) -> Template:
         me = current_person(request, db, write=True)
         try:
@@ -54,7 +55,7 @@ class QuickRepliesController(Controller):
         db.commit()
         return panel(db, me, open_cid(data.get("cid")))
 
-    @post("/{rid:str}", sync_to_thread=True, status_code=200)
+    @post("/{rid:str}", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
     def edit(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
         me = current_person(request, db, write=True)
         try:
@@ -65,14 +66,14 @@ class QuickRepliesController(Controller):
         db.commit()
         return panel(db, me, open_cid(data.get("cid")))
 
-    @post("/{rid:str}/delete", sync_to_thread=True, status_code=200)
+    @post("/{rid:str}/delete", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
     def delete(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
         me = current_person(request, db, write=True)
         replies.delete(db, me, parse_id(rid))
         db.commit()
         return panel(db, me, open_cid(data.get("cid")))
 
-    @post("/{rid:str}/move", sync_to_thread=True, status_code=200)
+    @post("/{rid:str}/move", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
     def move(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
         me = current_person(request, db, write=True)
         replies.move(db, me, parse_id(rid), data.get("direction", ""))
@@ -84,7 +85,7 @@ class SendQuickReplyController(Controller):
     path = "/chat/c"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
-    @post("/{cid:str}/quick-replies/{rid:str}", status_code=201)
+    @post("/{cid:str}/quick-replies/{rid:str}", status_code=201, request_max_body_size=bodies.SMALL_FORM)
     async def send(self, request: Request, state: State, cid: PathId, rid: PathId) -> Response:
         """One click sends it: stored and delivered live like any typed message."""
 
