@@ -21,6 +21,7 @@ from app.db.engine import make_engine
 from app.main import create_app
 from app.web import bodies
 from tests.conftest import make_settings
+from tests.file_samples import sign_in_to
 from tests.support import TEST_SECRET, ServerProcess, SSEReader, csrf_of, free_port, server_env, sign_in
 
 # The only routes anyone may reach without signing in, and why.
@@ -340,14 +341,14 @@ ROUTE_LIMITS = {  # path: the largest body it takes (app/web/bodies.py)
 
 
 def test_each_route_refuses_a_body_larger_than_it_needs_before_parsing_it(app_client: TestClient) -> None:
-    token = sign_in(app_client, "m1", target="b1")
+    token, cid = sign_in_to(app_client, "m1", "b1")
     for path, limit in ROUTE_LIMITS.items():
         body = b"body=" + b"a" * limit
-        response = app_client.post(path, content=body, headers={
+        response = app_client.post(path.replace("/c/1/", f"/c/{cid}/"), content=body, headers={
             "X-CSRFToken": token, "Content-Type": "application/x-www-form-urlencoded"})
         assert response.status_code == 413, (path, response.status_code)
     longest = "好" * 5000  # the longest message there is still fits, percent-encoded
-    sent = app_client.post("/chat/c/1/messages", data={"body": longest}, headers={"X-CSRFToken": token})
+    sent = app_client.post(f"/chat/c/{cid}/messages", data={"body": longest}, headers={"X-CSRFToken": token})
     assert sent.status_code == 201, sent.text
 
 

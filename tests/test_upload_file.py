@@ -403,3 +403,34 @@ def test_no_upload_without_sign_in_or_csrf_token(
         assert upload(anonymous, cid, token.group(1), "包装.png", image_bytes("PNG")).status_code == 401
     assert count(db, Message) == 0
     assert files_under(upload_dir) == []
+
+
+ORDER_LIST = ("订单号,商品,数量,金额\r\n20261125-0042,板蓝根颗粒,200,3580.00\r\n"
+              "20261125-0043,连花清瘟胶囊,50,1290.50\r\n")
+NOTE = "您好，这是我们的报价单，请查收。价格含税，运费另计。\r\n"
+
+
+@pytest.mark.parametrize(("name", "content", "charset"), [
+    ("订单.csv", ORDER_LIST.encode("gbk"), "gb18030"),  # Excel on Chinese Windows
+    ("订单.csv", "\ufeff".encode("utf-16-le") + ORDER_LIST.encode("utf-16-le"), "utf-16"),  # "Unicode text"
+    ("订单.csv", "\ufeff".encode() + ORDER_LIST.encode(), "utf-8"),
+    ("报价.txt", NOTE.encode("gbk") * 3, "gb18030"),
+    ("報價.txt", "您好，這是我們的報價單，請查收。價格含稅，運費另計。\r\n".encode("big5") * 3, "big5"),
+], ids=["gbk csv", "utf-16 csv", "utf-8 csv with bom", "gbk txt", "big5 txt"])
+def test_chinese_csv_and_txt_in_the_encodings_people_save_are_accepted_and_served_as_written(
+        b1: tuple[TestClient, str, int], name: str, content: bytes, charset: str) -> None:
+    client, token, cid = b1
+    response = upload(client, cid, token, name, content, "text/csv")
+    assert response.status_code == 201, response.text
+    mid = parse(response.text).one(testid="message").get("data-message-id")
+    download = client.get(f"/files/{mid}")
+    assert download.content == content
+    assert download.headers["content-type"].endswith(f"charset={charset}")
+    assert "订单号" in download.text or "报价" in download.text or "報價" in download.text
+
+
+def test_a_text_file_in_no_encoding_people_use_says_which_are_accepted(b1: tuple[TestClient, str, int]) -> None:
+    client, token, cid = b1
+    response = upload(client, cid, token, "乱码.txt", bytes(range(128, 256)) * 8, "text/plain")
+    assert response.status_code == 415
+    assert "GBK" in response.text and "UTF-8" in response.text

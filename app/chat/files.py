@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
+import charset_normalizer
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
@@ -69,7 +70,9 @@ TYPES = {
     "csv": FileType("file", "text/csv; charset=utf-8", (".csv",)),
 }
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-MARKUP_HINTS = (b"<html", b"<!doctype", b"<script", b"<svg", b"<?xml", b"<body", b"<iframe", b"<head")
+MARKUP_HINTS = ("<html", "<!doctype", "<script", "<svg", "<?xml", "<body", "<iframe", "<head")
+# charset-normalizer's names of the Chinese encodings people's files are in, and the one each is read as
+CHINESE_CHARSETS = {"gb18030": "gb18030", "gbk": "gb18030", "gb2312": "gb18030", "big5": "big5", "big5hkscs": "big5"}
 
 
 def display_name(raw: str | None) -> str:
@@ -86,16 +89,34 @@ def _extension(name: str) -> str:
     return os.path.splitext(name)[1].lower()
 
 
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
+def text_charset(head: bytes) -> str | None:
+    """The charset of a text file from its first bytes: "utf-8", "utf-16" (with its byte order mark), or what
+    charset-normalizer recognises among the Chinese encodings Excel and editors on Chinese Windows save ("gb18030",
+    which reads GBK and GB2312 too, or "big5"); None when the bytes are not text in one of them, or look like markup
+    (HTML, SVG, XML), which a browser could run."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        charset = "utf-16"
+    elif b"\x00" in head:
+        return None
+    elif _is_utf8(head):
+        charset = "utf-8"
+    else:
+        best = charset_normalizer.from_bytes(head).best()
+        charset = CHINESE_CHARSETS.get(best.encoding) if best is not None else None
+        if charset is None:
+            return None
+    text = head.decode(charset, errors="ignore").lstrip("\ufeff \t\r\n").lower()
+    if any(hint in text[:1024] for hint in MARKUP_HINTS):
+        return None
+    return charset
+
+
+def _is_utf8(head: bytes) -> bool:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as error:
-        if error.start < len(head) - 4:  # not merely a character cut at the end of the sample
-            return False
-    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return not any(hint in lowered[:1024] for hint in MARKUP_HINTS)
+        return error.start >= len(head) - 4  # only a character cut at the end of the sample
+    return True
 
 
 def _zip_flavour(file: BinaryIO) -> str:
@@ -134,14 +155,14 @@ def sniff(file: BinaryIO, name: str) -> str:
     elif head.startswith(b"PK\x03\x04"):
         key = _zip_flavour(file)
         file.seek(0)
-    elif _looks_like_text(head):
+    elif text_charset(head) is not None:
         key = "csv" if ext == ".csv" else "txt"
     else:
         key = ""
     if key not in TYPES:
-        raise UnsupportedType(
-            _("不支持这种文件类型。可以发送图片（JPEG、PNG、GIF、WebP）和 PDF、Word、Excel、TXT、CSV、ZIP 文件。")
-        )
+        raise UnsupportedType(_(
+            "不支持这种文件类型。可以发送图片（JPEG、PNG、GIF、WebP）和 PDF、Word、Excel、TXT、CSV、ZIP 文件；"
+            "TXT 和 CSV 须是 UTF-8、UTF-16、GBK（GB18030）或 Big5 编码的文字。"))
     if ext not in TYPES[key].extensions:
         raise UnsupportedType(_("文件内容与文件名不符：内容是 {kind}，文件名却是“{name}”。").format(
             kind=key.upper(), name=name))
@@ -236,6 +257,11 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
         raise TooLarge(_("文件太大：最大 {mb} MB。").format(mb=max_bytes // (1024 * 1024)))
     key = sniff(file, name)
     file_type = TYPES[key]
+    content_type = file_type.content_type
+    if file_type.content_type.startswith("text/"):  # served in the charset it was written in
+        file.seek(0)
+        content_type = content_type.replace("utf-8", text_charset(file.read(SNIFF_BYTES)) or "utf-8")
+        file.seek(0)
     relative = Path(f"{utcnow():%Y/%m/%d}") / (secrets.token_hex(16) + file_type.extensions[0])
     target = upload_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +278,7 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
             width, height = _process_image(target, key, thumb_path)
             thumb = str(thumb_path.relative_to(upload_dir))
         attachment = Attachment(stored_path=str(relative), thumbnail_path=thumb, original_name=name,
-                                content_type=file_type.content_type, size=size, width=width, height=height)
+                                content_type=content_type, size=size, width=width, height=height)
         return send(session, replace(outgoing, body=name, kind=file_type.kind, attachment=attachment), admit)
     except BaseException:  # nothing half-stored: no file without its message
         target.unlink(missing_ok=True)
