@@ -58,6 +58,7 @@ class Settings:
     var_dir: Path = Path("var")
     debug: bool = False
     sse_ping_seconds: float = 15.0
+    session_recheck_seconds: float = 300.0  # how often a person's open stream checks that its session still stands
     frame_ancestors: str = "'self'"
     trusted_proxies: tuple[str, ...] = ()
     message_limit: tuple[int, float] = (30, 10.0)  # messages per person per seconds
@@ -96,6 +97,7 @@ class Settings:
             "var_dir": var_dir,
             "debug": _flag(env.get("KEFU_DEBUG")),
             "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
+            "session_recheck_seconds": float(env.get("KEFU_SESSION_RECHECK_SECONDS", "300") or 300),
             "webhook_backoff_seconds": float(env.get("KEFU_WEBHOOK_BACKOFF_SECONDS", "10") or 10),
             "webhook_poll_seconds": float(env.get("KEFU_WEBHOOK_POLL_SECONDS", "1") or 1),
             "worker_threads": max(1, int(env.get("KEFU_WORKER_THREADS", "16") or 16)),

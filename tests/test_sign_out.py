@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
 from app.chat.admins import create_admin
+from app.chat.sessions import end_all_sessions
 from app.db.engine import make_engine, make_sessionmaker
 from tests.admin_support import PASSWORD, login_location, make_admin, post_login, sign_in_admin, use_fast_hashing
 from tests.conftest import require_or_skip
@@ -86,7 +87,7 @@ def test_a_copy_of_an_admins_cookie_opens_nothing_after_they_log_out(db: Session
 
 @contextmanager
 def serving(database_url: str, tmp_path: Path, **env: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(server_env(database_url, tmp_path, KEFU_SSE_PING_SECONDS=QUIET_PINGS, **env),
+    server = ServerProcess(server_env(database_url, tmp_path, **({"KEFU_SSE_PING_SECONDS": QUIET_PINGS} | env)),
                            free_port()).start()
     try:
         yield server
@@ -143,6 +144,32 @@ def test_logging_out_ends_the_persons_open_stream_at_once(database_url: str, tmp
             say_over_http(server, "m1", cid, "还在")
             assert "还在" in kept.next_of("message").data  # the phone's session was not this browser's
         assert browser.get("/events", params={"as": "b1"}).status_code == 401
+
+
+def test_a_session_ended_without_the_stream_hearing_it_still_ends_the_stream(database_url: str,
+                                                                            tmp_path: Path) -> None:
+    """The logout's announcement lost (the broker away at that moment), or the session ended before the stream
+    subscribed: the stream checks its session when it opens and every KEFU_SESSION_RECHECK_SECONDS."""
+    with serving(database_url, tmp_path, KEFU_SSE_PING_SECONDS="1", KEFU_SESSION_RECHECK_SECONDS="2") as server, \
+            httpx.Client(base_url=server.url, timeout=10) as browser:
+        sign_in(browser, "b1")
+        with browser.stream("GET", "/events", params={"as": "b1"}) as response:
+            stream = SSEReader(response)
+            assert stream.next_of("ping").event == "ping"  # open and live
+            end_sessions_silently(database_url, "b1")
+            opened = time.monotonic()
+            while (event := stream.next()).event == "ping":
+                assert time.monotonic() - opened < 4, "the stream outlived its session"
+            assert (event.event, event.data) == ("closed", "signed-out")
+
+
+def end_sessions_silently(database_url: str, user_id: str) -> None:
+    """Every session of `user_id` ended in the database, with no announcement to the streams."""
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as session:
+        end_all_sessions(session, user_id)
+        session.commit()
+    engine.dispose()
 
 
 def test_logging_out_ends_the_admins_open_monitor_stream_at_once(database_url: str, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def with_id(event_id: int, fields: bytes) -> bytes:
 
 PING_FIELDS = sse_fields("ping", "ping")
 STALE_FIELDS = sse_fields("stale", "reload")
+SIGNED_OUT_FIELDS = sse_fields("closed", "signed-out")
 
 
 class Frame(NamedTuple):
@@ -184,6 +185,7 @@ class EventStream:
         registry: StreamRegistry,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
         look_back: bool = True,
+        recheck_pings: int = 20,
     ) -> None:
         self.viewer = viewer
         self._look_back = look_back  # False: the client named no resume point, so nothing before it is replayed
@@ -194,7 +196,12 @@ class EventStream:
         self._sessions = sessions
         self._render = render_message
         self._registry = registry
-        self._still_allowed = still_allowed  # checked at every ping: an ended admin session ends its stream
+        # Whether the stream's session still stands: checked once it is subscribed (a logout announced before that
+        # went unheard), then at every ping for admins and every `recheck_pings`-th for people (a logout whose
+        # announcement was lost, a session that expired): an ended session ends its stream.
+        self._still_allowed = still_allowed
+        self._recheck_every = 1 if viewer.is_admin else max(1, recheck_pings)
+        self._pings = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         """The stream's bytes. However it ends (the client gone at any await, before or after the first byte, a
@@ -207,6 +214,9 @@ class EventStream:
                 subscriber = await self._channels.subscribe(self.viewer.channels())
             self._registry.add(self.viewer.user_id, subscriber)
             try:
+                if not await self._allowed():  # signed out between the request's check and the subscription
+                    yield with_id(self.watermark, SIGNED_OUT_FIELDS)
+                    return
                 yield CONNECTED
                 async for chunk in self._replay():
                     yield chunk
@@ -225,18 +235,22 @@ class EventStream:
             if person is not None:
                 self._presence.stream_closed(person)
 
+    async def _allowed(self) -> bool:
+        return self._still_allowed is None or await self._still_allowed()
+
     async def _on_event(self, raw: bytes) -> tuple[bytes, bool]:
         """The bytes to send for one queued event (b"" for nothing), and whether the stream ends after them."""
         if raw == PING:
-            if self._still_allowed is not None and not await self._still_allowed():
-                return with_id(self.watermark, sse_fields("closed", "signed-out")), True
+            self._pings += 1
+            if self._pings % self._recheck_every == 0 and not await self._allowed():
+                return with_id(self.watermark, SIGNED_OUT_FIELDS), True
             return with_id(self.watermark, PING_FIELDS), False
         if raw == CLOSE:
             return with_id(self.watermark, sse_fields("closed", "too-many-streams")), True
         frame = frame_of(raw)
         if frame.kind == "signed_out":  # logged out, or an admin's password changed or account disabled
             if self.viewer.session and self.viewer.session in frame.sessions:
-                return with_id(self.watermark, sse_fields("closed", "signed-out")), True
+                return with_id(self.watermark, SIGNED_OUT_FIELDS), True
             return b"", False
         if frame.kind == "resync":  # the broker was away: catch up from the database
             return b"".join([chunk async for chunk in self._replay()]), False

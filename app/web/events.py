@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from anyio import to_thread
 from litestar import Request, get
 from litestar.background_tasks import BackgroundTask
@@ -58,16 +60,16 @@ def _viewer_and_latest(request: Request, state: State) -> tuple[Viewer | None, i
         return viewer, (latest_message_id(session) if viewer else 0)
 
 
-def _admin_still_signed_in(request: Request, state: State) -> bool:
-    with state.sessions() as session:
-        return current_admin(request, session) is not None
+def _revalidation(request: Request, state: State, viewer: Viewer) -> Callable[[], Awaitable[bool]]:
+    """Whether this request would still get the same stream: its session not ended (logout, an admin's password
+    changed or account disabled), the same rule as at the start (`_viewer`)."""
 
-
-def _revalidation(request: Request, state: State):  # type: ignore[no-untyped-def]
-    """A disabled admin, or one whose password changed, stops seeing conversations at the next ping."""
+    def same_viewer() -> bool:
+        with state.sessions() as session:
+            return _viewer(request, session) == viewer
 
     async def still_allowed() -> bool:
-        return await to_thread.run_sync(_admin_still_signed_in, request, state)
+        return await to_thread.run_sync(same_viewer)
 
     return still_allowed
 
@@ -96,7 +98,8 @@ async def events(request: Request, state: State) -> Stream:
         sessions=state.sessions,
         render_message=render_message,
         registry=state.streams,
-        still_allowed=_revalidation(request, state) if viewer.is_admin else None,
+        still_allowed=_revalidation(request, state, viewer),
+        recheck_pings=round(state.settings.session_recheck_seconds / state.settings.sse_ping_seconds),
     )
     body = stream.__aiter__()
     # Closed explicitly once the response is over (the client gone): a generator left suspended at a `yield` would
