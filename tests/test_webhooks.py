@@ -75,7 +75,8 @@ class Hit:
 class Receiver:
     """An HTTP endpoint on 127.0.0.1 that answers 500 to the first `failures` attempts of each delivery (or to
     everything while `down`), then 200; every answer `delay` seconds late, and the first `trickle` attempts of each
-    delivery answered 200 at once but its body one byte every 0.2 s (2 s in all). It counts the attempts in flight,
+    delivery answered 500 at once but its body (which the sender reads, for the error) one byte every 0.2 s (2 s in
+    all). It counts the attempts in flight,
     and calls `probe` (if set) as each request arrives, keeping what it returns in the hit."""
 
     def __init__(self) -> None:
@@ -118,7 +119,7 @@ class Receiver:
             def answer(self, status: int, delay: float, trickle: bool) -> None:
                 if self.wait_or_gone(delay):
                     return
-                self.send_response(status)
+                self.send_response(500 if trickle else status)
                 self.send_header("Content-Length", "10" if trickle else "2")
                 self.end_headers()
                 if not trickle:
@@ -432,8 +433,8 @@ def test_no_database_connection_is_held_while_a_receiver_takes_its_time(
 
 def test_a_receiver_that_answers_too_slowly_gets_one_attempt_at_a_time_each_counted(
         database_url: str, tmp_path: Path, receiver: Receiver) -> None:
-    """The first attempt's answer trickles in over 2 s: the sender gives up after its 0.6 s, records the attempt,
-    and tries again after the backoff. Before, only each read had a timeout: the attempt went on, its claim ran
+    """The first attempt's (error) answer trickles in over 2 s: the sender gives up after its 0.6 s, records the
+    attempt, and tries again after the backoff. Before, only each read had a timeout: the attempt went on, its claim ran
     out and the other process sent the same event alongside it."""
     add_webhook(database_url, tmp_path, receiver.url, "--events", "message.created")
     ids = store_messages(database_url, 2)
@@ -443,6 +444,48 @@ def test_a_receiver_that_answers_too_slowly_gets_one_attempt_at_a_time_each_coun
     assert [(row.status, row.attempts, row.last_status_code) for row in rows] == [("delivered", 2, 200)] * 2
     assert {delivery: len(hits) for delivery, hits in receiver.by_delivery().items()} == {str(i): 2 for i in ids}
     assert receiver.overlapping == set()
+
+
+def test_a_huge_answer_from_a_failing_receiver_is_not_read_and_its_start_is_kept_escaped(
+        database_url: str, tmp_path: Path) -> None:
+    """150 MB of answer, starting with terminal escape codes: the sender reads 1 KB of it and keeps it printable."""
+    class Huge(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(500)
+            self.send_header("Content-Length", str(150 * 1024 * 1024))
+            self.end_headers()
+            try:
+                self.wfile.write(b"\x1b[2J\x1b[31mFAKE: all deliveries ok")
+                for _ in range(150 * 16):
+                    self.wfile.write(b"x" * 65536)
+            except OSError:  # the sender stopped reading: what it should do
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        add_webhook(database_url, tmp_path, f"http://127.0.0.1:{server.server_port}/hook", "--events",
+                    "message.created")
+        [delivery_id] = store_messages(database_url, 1)
+        worker = WorkerInThread(database_url, timeout=5.0, lease_margin=60.0).start()
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                with with_session(database_url) as session:
+                    row = stored_delivery(session, delivery_id)
+                if row.attempts and row.last_status_code == 500:
+                    break
+                assert time.monotonic() < deadline, "no attempt recorded"
+                time.sleep(0.05)
+        finally:
+            worker.stop()
+    finally:
+        server.shutdown()
+    assert row.last_error.startswith("\\x1b[2J\\x1b[31mFAKE") and "\x1b" not in row.last_error
 
 
 def test_stopping_kefu_mid_send_lets_the_attempt_finish_so_it_is_not_sent_again(
