@@ -161,3 +161,21 @@ def test_read_receipts_missed_while_disconnected_show_after_the_reconnect(  # ty
     b1.wait_for_selector('[data-testid="connection"][data-state="open"]', timeout=20_000)
     expect(mine).to_have_class(re.compile(r"\bis-read\b"), timeout=10_000)
     assert b1.js_errors == []
+
+
+def test_a_person_who_left_while_the_stream_was_away_shows_offline_everywhere_after_it_returns(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess
+) -> None:
+    m1 = open_chat(browser, server, "user_id=m1&target=b1")
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    dots = m1.locator('[data-testid="presence"][data-user-id="b1"]')
+    expect(dots.first).to_have_attribute("data-online", "true")
+    assert dots.count() >= 2  # the list, the thread's head (and the info card)
+    server.stop()
+    m1.wait_for_selector('[data-testid="connection"]:not([data-state="open"])', state="attached")
+    b1.context.close()  # b1 leaves while m1's page cannot hear it
+    server.start()
+    m1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached", timeout=20_000)
+    for n in range(dots.count()):
+        expect(dots.nth(n)).to_have_attribute("data-online", "false")
+    assert m1.js_errors == []

@@ -107,8 +107,21 @@ def test_a_link_from_another_site_asks_only_when_someone_else_is_signed_in(app_c
 
 def test_a_bad_link_on_the_question_page_is_refused(app_client: TestClient) -> None:
     token = sign_in(app_client, "b1")
-    for bad in ("", "not-a-token", link_for("b2", "异世界药局")[:-3], "x" * 5000):
+    for bad in ("", "not-a-token", link_for("b2", "异世界药局")[:-3], "x" * 2049):
         refused = app_client.post("/chat/sign-in", data={"token": bad, "_csrf_token": token},
                                   follow_redirects=False)
         assert refused.status_code == 403, bad[:20]
+    too_long = app_client.post("/chat/sign-in", data={"token": "x" * 5000, "_csrf_token": token},
+                               follow_redirects=False)
+    assert too_long.status_code == 413  # more than the form of a sign-in ever holds (app/web/bodies.py)
     assert acting(app_client) == "b1"
+
+
+def test_a_link_for_a_shop_with_a_long_chinese_name_signs_in(app_client: TestClient) -> None:
+    """A 100-character name (the longest allowed) makes a token of several hundred characters: the link works."""
+    name = "".join(chr(0x4E00 + 37 * n) for n in range(100))  # 100 different characters: nothing to compress
+    token = link_for("pharmacy_20240001", name, target="m1")
+    assert len(token) > 400  # twice the query limit it used to meet
+    response = app_client.get("/chat", params={"token": token}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert acting(app_client) == "pharmacy_20240001"

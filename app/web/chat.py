@@ -32,6 +32,7 @@ from app.web.errors import public_error
 from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
 
 QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
+TokenValue = Annotated[str | None, QueryParameter(required=False, max_length=links.MAX_TOKEN_LENGTH)]
 Db = NamedDependency[Session]
 T = TypeVar("T")
 PathId = FromPath[str]
@@ -155,7 +156,7 @@ class ChatController(Controller):
         state: State,
         db: Db,
         user_id: QueryValue = None,
-        token: QueryValue = None,
+        token: TokenValue = None,  # a link's token: as long as links.MAX_TOKEN_LENGTH
         target: QueryValue = None,
         target_user_id: QueryValue = None,
     ) -> Response:

@@ -233,6 +233,10 @@
     const url = monitor ? `/admin/list?${body.dataset.filterQuery || ""}` : "/chat/list";
     listRefresh = htmx.ajax("GET", url, { target: list, swap: "innerHTML" }).then(() => {
       localizeTimes(list);
+      // presence missed while away: each refreshed dot speaks for that person's dots elsewhere (thread, card)
+      for (const dot of $$('[data-testid="presence"]', list)) {
+        applyPresence({ user: dot.dataset.userId, online: dot.dataset.online === "true" });
+      }
       const cid = openThread()?.dataset.conversationId;
       if (cid) markActive(cid);
       const meta = $('[data-testid="list-total"]', list);
@@ -513,6 +517,7 @@
       if (stopped || timer) return;
       source?.close();
       source = null;
+      conn()?.setAttribute("data-state", "reconnecting"); // whatever the reason: an error, a silent stall
       timer = setTimeout(open, delay);
       delay = Math.min(delay * 2, 30000);
     }
