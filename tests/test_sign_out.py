@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
 from app.chat.admins import create_admin
+from app.chat.people import upsert_user
 from app.chat.sessions import end_all_sessions
 from app.db.engine import make_engine, make_sessionmaker
 from tests.admin_support import PASSWORD, login_location, make_admin, post_login, sign_in_admin, use_fast_hashing
@@ -243,3 +245,22 @@ def test_kefu_admin_passwd_and_disable_end_open_monitor_streams_at_once(
             say_over_http(server, "m1", cid, "收到")
             assert "收到" in other.next_of("message").data
         assert login_location(browser.get("/admin", follow_redirects=False)) == "/admin"
+
+
+def test_many_people_signing_in_at_the_same_moment_all_get_in(database_url: str, tmp_path: Path) -> None:
+    """Sign-ins start sessions concurrently: none may fail (MariaDB deadlocked on the expired-session clean-up)."""
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as session:
+        for n in range(60):
+            upsert_user(session, f"lb{n}", f"买家{n}", "buyer")
+        session.commit()
+    engine.dispose()
+    people = [f"lb{n}" for n in range(60)] * 2
+
+    def sign_in_once(user_id: str) -> int:
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            return client.get("/chat", params={"user_id": user_id}, follow_redirects=False).status_code
+
+    with serving(database_url, tmp_path) as server, ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(sign_in_once, people))
+    assert statuses == [303] * len(people)

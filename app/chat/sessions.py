@@ -30,7 +30,12 @@ def start_session(db: Session, user_id: str, lifetime_seconds: int, now: datetim
     """A new session for `user_id`, valid for `lifetime_seconds`; returns the token for the cookie (flushed,
     not committed). Also drops this person's expired sessions, so the table does not grow without end."""
     now = now or utcnow()
-    db.execute(delete(SignInSession).where(SignInSession.user_id == user_id, SignInSession.expires_at <= now))
+    # The expired ones found by a plain read, then deleted by primary key: a DELETE over the (user_id, expires_at)
+    # range would lock the gaps next to other people's rows on MariaDB, and sign-ins at the same moment deadlocked.
+    expired = list(db.scalars(select(SignInSession.id).where(SignInSession.user_id == user_id,
+                                                             SignInSession.expires_at <= now)))
+    if expired:
+        db.execute(delete(SignInSession).where(SignInSession.id.in_(expired)))
     token = secrets.token_urlsafe(TOKEN_BYTES)
     db.add(SignInSession(id=session_key(token), user_id=user_id, created_at=now,
                          expires_at=now + timedelta(seconds=lifetime_seconds)))
