@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.chat.links import LinkIdentity, make_token
 from app.db.models import User
+from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import parse
 from tests.support import TEST_SECRET, csrf_of, sign_in
 
@@ -25,6 +26,7 @@ FROM_ELSEWHERE = {
     "an old browser, from another site": {"Referer": "https://evil.example/page"},
     "an old browser, no referrer at all": {},
     "a lookalike origin": {"Referer": "http://127.0.0.1.evil.example/"},
+    "a sibling subdomain (same site, not this origin)": {"Sec-Fetch-Site": "same-site"},
 }
 FROM_HERE = {
     "typed or bookmarked": {"Sec-Fetch-Site": "none"},
@@ -125,3 +127,15 @@ def test_a_link_for_a_shop_with_a_long_chinese_name_signs_in(app_client: TestCli
     response = app_client.get("/chat", params={"token": token}, follow_redirects=False)
     assert response.status_code == 303, response.text
     assert acting(app_client) == "pharmacy_20240001"
+
+
+def test_a_link_from_another_site_asks_in_a_browser_where_an_admin_is_signed_in(
+        db: Session, app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fast_hashing(monkeypatch)
+    make_admin(db, "a1", "ops")
+    sign_in_admin(app_client, "ops")
+    asked = open_link(app_client, link_for("spy9", "小间谍"), FROM_ELSEWHERE["a cross-site navigation"])
+    assert asked.status_code == 200, asked.text
+    assert parse(asked.text).one(testid="current-person").get("data-user-id") == "a1"
+    db.rollback()
+    assert db.get(User, "spy9") is None

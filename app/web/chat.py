@@ -27,7 +27,7 @@ from app.realtime import signout
 from app.realtime.bus import Delivery
 from app.web import bodies
 from app.web.delivery import Work, admit, send_and_deliver
-from app.web.deps import current_person, parse_id
+from app.web.deps import current_admin, current_person, parse_id
 from app.web.errors import public_error
 from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
 
@@ -43,10 +43,13 @@ def client_address(request: Request) -> str:
 
 
 def other_person_signed_in(request: Request, db: Session, user_id: str) -> User | None:
-    """The person who last signed in in this browser, with a live session, other than `user_id`; or None."""
+    """The person who last signed in in this browser, with a live session, other than `user_id`; else the signed-in
+    admin (whose tabs a new person would act in too); or None."""
     session = read_session(request)
     live = live_owners(db, session.tokens) - {user_id}
     last = next((uid for uid in reversed(session.people) if uid in live), None)
+    if last is None and (admin := current_admin(request, db)) is not None:
+        last = admin.user_id
     return get_user(db, last) if last else None
 
 

@@ -123,11 +123,12 @@ def acting_entry(request: Request) -> tuple[str, str] | None:
 
 
 def navigation_from_this_site(request: Request) -> bool:
-    """Whether a page request comes from this site or from the person (typed, bookmarked), not from another
-    site's page: Sec-Fetch-Site when the browser sends it, else a Referer or Origin of our own origin."""
+    """Whether a page request comes from this origin or from the person (typed, bookmarked), not from another
+    site's page: Sec-Fetch-Site when the browser sends it, else a Referer or Origin of our own origin. A sibling
+    subdomain ("same-site") is another site here: it may be anyone's shop page."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
-        return site in ("same-origin", "same-site", "none")
+        return site in ("same-origin", "none")
     own = (request.url.scheme, request.url.netloc)
     for header in ("origin", "referer"):
         value = request.headers.get(header)
