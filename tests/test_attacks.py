@@ -100,6 +100,7 @@ MALFORMED: dict[str, tuple[str, bytes]] = {  # what a broken client or an attack
     "json cut short": ("application/json", b'{"body": "hi'),
     "json of raw bytes": ("application/json", b'{"body": "\xff\xfe"}'),
     "json of the wrong shape": ("application/json", b'[1, {"body": null}]'),
+    "json nested a thousand deep": ("application/json", b"[" * 1000 + b"]" * 1000),
     "no content type": ("", b"\xff" * 10),
 }
 

@@ -621,3 +621,16 @@ def test_an_event_stored_while_kefu_was_down_is_sent_when_it_is_back(
     assert delivered.payload["data"]["id"] == message_id and delivered.payload["data"]["body"] == "发货了吗？"
     [line] = deliveries_lines(database_url, tmp_path)
     assert "\tdelivered\t" in line and "attempts=2" in line, line
+
+
+def test_ids_of_a_removed_webhook_and_its_deliveries_are_never_given_out_again(database_url: str,
+                                                                                tmp_path: Path) -> None:
+    """Receivers drop deliveries they have seen by id: re-adding a webhook (to rotate its secret, say) must not
+    hand the new events the old ids (SQLite reused them once the rows were deleted)."""
+    first_hook, _ = add_webhook(database_url, tmp_path, "http://127.0.0.1:9/hook", "--events", "message.created")
+    before = store_messages(database_url, 3)
+    assert kefu(database_url, tmp_path, "webhook", "remove", str(first_hook)).code == 0
+    second_hook, _ = add_webhook(database_url, tmp_path, "http://127.0.0.1:9/hook", "--events", "message.created")
+    after = store_messages(database_url, 3)
+    assert second_hook > first_hook
+    assert min(after) > max(before) and len(after) == 3

@@ -223,7 +223,11 @@ class IdempotencyKey(Base):
 
 
 class Webhook(Base):
+    """A receiver of events. Its id, like its deliveries', is never handed out again (AUTOINCREMENT on SQLite, as
+    MariaDB does anyway): receivers tell deliveries apart by id."""
+
     __tablename__ = "webhooks"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     url: Mapped[str] = mapped_column(String(1000))
@@ -236,7 +240,7 @@ class WebhookDelivery(Base):
     """One event for one webhook: stored with the change that caused it, then sent (and retried) by a worker."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     webhook_id: Mapped[int] = mapped_column(BigId, ForeignKey("webhooks.id", ondelete="CASCADE"))

@@ -1,4 +1,4 @@
-"""The app's Request class: Litestar's, with form parsing that refuses undecodable bytes with 400.
+"""The app's Request class: Litestar's, with form and JSON parsing that refuse what they cannot decode with 400.
 
 Litestar decodes every text field of a multipart form strictly (UTF-8 or the part's declared charset) and lets the
 error escape; it runs in the CSRF middleware too, before any route. So a field of raw bytes such as b"\\x89\\xff", or
@@ -19,7 +19,15 @@ from app.web.errors import public_error
 
 
 class KefuRequest(Request[Any, Any, Any]):
-    """Request whose `form()` raises 400 (ClientException) for a field it cannot decode."""
+    """Request whose `form()` raises 400 (ClientException) for a field it cannot decode, and whose `json()` does for
+    a document nested deeper than the decoder goes (msgspec raised RecursionError, a 500)."""
+
+    async def json(self) -> Any:
+        """The decoded JSON body, or a 400 when it is nested too deeply to decode."""
+        try:
+            return await super().json()
+        except RecursionError as error:
+            raise public_error(ClientException, _("JSON 嵌套太深，无法读取。")) from error
 
     async def form(self) -> FormMultiDict:
         """The parsed form, or a 400 naming the problem when a text field is not valid in its charset."""
