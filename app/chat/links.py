@@ -15,13 +15,14 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.chat.errors import Forbidden, InvalidInput
-from app.chat.people import CHAT_ROLES, MAX_NAME_LENGTH, is_reserved, refuse_reserved, valid_user_id
+from app.chat.people import CHAT_ROLES, clean_name, is_reserved, refuse_reserved, valid_user_id
 from app.i18n import gettext as _
 
 SALT = "kefu-link"
 DEFAULT_TTL = 300
 MAX_TTL = 30 * 24 * 3600
 MAX_TOKEN_LENGTH = 2048
+CLOCK_SKEW_SECONDS = 60  # a token signed later than this ahead of our clock is refused
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,10 @@ def make_token(secret_key: str, identity: LinkIdentity, ttl: int = DEFAULT_TTL) 
     refuse_reserved(identity.user_id)
     if identity.role not in CHAT_ROLES:
         raise InvalidInput(_("角色必须是 buyer、merchant 或 support。"))
-    if not 0 < len(identity.name.strip()) <= MAX_NAME_LENGTH:
-        raise InvalidInput(_("名称必须是 1–100 个字符。"))
-    if not 0 < ttl <= MAX_TTL:
+    name = clean_name(identity.name)
+    if type(ttl) is not int or not 0 < ttl <= MAX_TTL:
         raise InvalidInput(_("有效期必须在 1 秒到 30 天之间。"))
-    payload: dict[str, Any] = {"u": identity.user_id, "n": identity.name.strip(), "r": identity.role, "ttl": ttl}
+    payload: dict[str, Any] = {"u": identity.user_id, "n": name, "r": identity.role, "ttl": ttl}
     if identity.target:
         payload["t"] = identity.target
     return _serializer(secret_key).dumps(payload)
@@ -66,18 +66,23 @@ def read_token(secret_key: str, token: str, now: float | None = None) -> LinkIde
         raise Forbidden("bad payload")
     ttl = payload.get("ttl")
     user_id, name, role, target = payload.get("u"), payload.get("n"), payload.get("r"), payload.get("t")
-    if not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL:
+    if type(ttl) is not int or not 0 < ttl <= MAX_TTL:  # `true` is no number of seconds
         raise Forbidden("bad ttl")
-    if (now or time.time()) - signed_at.timestamp() > ttl:
+    age = (now or time.time()) - signed_at.timestamp()
+    if age > ttl:
         raise Forbidden("expired")
+    if age < -CLOCK_SKEW_SECONDS:
+        raise Forbidden("signed in the future")
     if not isinstance(user_id, str) or not valid_user_id(user_id):
         raise Forbidden("bad user id")
     if is_reserved(user_id):
         raise Forbidden("reserved user id")
     if role not in CHAT_ROLES:  # never an admin
         raise Forbidden("role not allowed")
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_NAME_LENGTH:
-        raise Forbidden("bad name")
+    try:
+        name = clean_name(name if isinstance(name, str) else None)
+    except InvalidInput as error:
+        raise Forbidden("bad name") from error
     if target is not None and (not isinstance(target, str) or not valid_user_id(target)):
         raise Forbidden("bad target")
     return LinkIdentity(user_id=user_id, name=name.strip(), role=role, target=target)

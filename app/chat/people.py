@@ -6,6 +6,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.chat.errors import Forbidden, InvalidInput
+from app.chat.text import clean_text
 from app.db.models import ROLES, User
 from app.i18n import gettext as _
 
@@ -74,6 +75,12 @@ def valid_user_id(user_id: str) -> bool:
     return 0 < len(user_id) <= MAX_ID_LENGTH and all(c.isascii() and (c.isalnum() or c in "-_.@") for c in user_id)
 
 
+def clean_name(raw: str | None) -> str:
+    """A person's name under the one text rule (app.chat.text: something visible, no control or bidi control
+    characters, a single line) and 1–MAX_NAME_LENGTH characters; InvalidInput saying what is wrong."""
+    return clean_text(raw, _("名称"), MAX_NAME_LENGTH, multiline=False)
+
+
 def upsert_user(session: Session, user_id: str, name: str, role: str) -> User:
     """Creates or updates a person (flushed). InvalidInput for a bad id, role or name; Forbidden for a reserved
     id."""
@@ -82,9 +89,7 @@ def upsert_user(session: Session, user_id: str, name: str, role: str) -> User:
     refuse_reserved(user_id)
     if role not in ROLES:
         raise InvalidInput(f"invalid role: {role!r}")
-    name = name.strip()
-    if not 0 < len(name) <= MAX_NAME_LENGTH:
-        raise InvalidInput("name must be 1–100 characters")
+    name = clean_name(name)
     user = session.get(User, user_id)
     if user is None:
         user = User(id=user_id, name=name, role=role)
