@@ -264,3 +264,20 @@ def test_many_people_signing_in_at_the_same_moment_all_get_in(database_url: str,
     with serving(database_url, tmp_path) as server, ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(sign_in_once, people))
     assert statuses == [303] * len(people)
+
+
+def test_signing_in_a_ninth_person_in_one_browser_ends_the_oldest_ones_session(db: Session,
+                                                                               app_client: TestClient) -> None:
+    """A browser holds at most eight people: the ninth sign-in works, and the first person's session ends (a copy
+    of the cookie from before no longer opens their chat)."""
+    for n in range(9):
+        upsert_user(db, f"lb{n}", f"买家{n}", "buyer")
+    db.commit()
+    sign_in(app_client, "lb0")
+    copied = browser_with(app_client, PERSON_COOKIE, app_client.cookies[PERSON_COOKIE])
+    assert copied.get("/chat", params={"as": "lb0"}).status_code == 200
+    for n in range(1, 9):
+        page = app_client.get("/chat", params={"user_id": f"lb{n}"}, follow_redirects=False)
+        assert page.status_code == 303, page.text
+    assert copied.get("/chat", params={"as": "lb0"}).status_code == 401
+    assert app_client.get("/chat", params={"as": "lb8"}).status_code == 200

@@ -36,12 +36,6 @@ async def announce(bus: Bus, session_keys: list[str], channels: list[str]) -> No
         await bus.publish(signed_out(session_keys), channels)
 
 
-def announce_from_thread(bus: Bus, session_keys: list[str], channels: list[str]) -> None:
-    """As `announce`, for sync handlers (worker threads)."""
-    if session_keys and channels:
-        bus.publish_from_thread(signed_out(session_keys), channels)
-
-
 def announce_through_broker(broker_url: str, session_keys: list[str], channels: list[str]) -> bool:
     """For the `kefu` command: publishes straight to Redis (as Litestar's Redis pub/sub backend does: the JSON
     on each channel). False when there is no broker or it did not answer (the sessions are ended all the same;

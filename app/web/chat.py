@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -216,11 +217,12 @@ class ChatController(Controller):
         session, dropped = session.with_person(user_id, token)
         ended = end_sessions(db, dropped)  # the oldest people past the limit: their copies of the cookie end too
         db.commit()
-        signout.announce_from_thread(state.bus, [key for _uid, key in ended],
-                                     signout.channels_of((uid for uid, _key in ended), admins=False))
+        # told from the event loop once the answer is sent (the announcement needs no worker thread to wait)
+        told = BackgroundTask(signout.announce, state.bus, [key for _uid, key in ended],
+                              signout.channels_of((uid for uid, _key in ended), admins=False))
         query = {"target": target} if target else {}
         query["as"] = user_id  # the page acts for this person whoever signs in later in this browser
-        response = Redirect("/chat", query_params=query, status_code=303)
+        response = Redirect("/chat", query_params=query, status_code=303, background=told)
         return set_session(response, request, session)
 
     def _demo_sign_in(self, request: Request, state: State, db: Db, user_id: str,
