@@ -294,7 +294,7 @@ def test_an_unknown_target_is_a_404_page(db: Session, app_client: TestClient) ->
 
 def test_target_user_id_is_an_alias_of_target(db: Session, app_client: TestClient) -> None:
     sign_in(app_client, "b1")
-    page = app_client.get("/chat", params={"target_user_id": "m1"})
+    page = app_client.get("/chat", params={"target_user_id": "m1"}, headers={"Sec-Fetch-Site": "same-origin"})
     assert page.status_code == 200
     assert parse(page.text).one(testid="thread").get("data-peer-id") == "m1"
     assert_error_page(app_client.get("/chat", params={"target_user_id": "b2"}), 400, "不能发起会话")
@@ -323,3 +323,33 @@ def test_a_bad_sign_in_link_is_a_403_page(app_client: TestClient) -> None:
     response = app_client.get("/chat", params={"token": "forged.token.value"})
     assert_error_page(response, 403, "登录链接无效或已过期")
     assert COOKIE not in app_client.cookies
+
+
+def test_a_get_from_another_site_starts_no_conversation_and_asks_instead(db: Session, app_client: TestClient) -> None:
+    """A page on another site links to /chat?target=m1: the signed-in visitor must not appear in m1's list."""
+    sign_in(app_client, "b1")
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {},
+                    {"Referer": "https://evil.example/"}):
+        asked = app_client.get("/chat", params={"target": "m1"}, headers=headers)
+        assert asked.status_code == 200
+        assert parse(asked.text).one(testid="start-peer").get("data-user-id") == "m1"
+    assert count(db, Conversation) == 0
+    token = csrf_of(asked.text)
+    assert app_client.post("/chat/start", data={"target": "m1"}, follow_redirects=False).status_code == 403
+    started = app_client.post("/chat/start", data={"target": "m1", "_csrf_token": token}, follow_redirects=False)
+    assert started.status_code == 303
+    assert count(db, Conversation) == 1
+    opened = app_client.get(started.headers["location"])  # and an existing conversation opens from anywhere
+    assert parse(opened.text).one(testid="thread").get("data-peer-id") == "m1"
+
+
+def test_starting_conversations_is_limited_per_person(db: Session, app_client: TestClient) -> None:
+    for n in range(31):
+        upsert_user(db, f"shop{n}", f"商家{n}", "merchant")
+    db.commit()
+    sign_in(app_client, "b1")
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+    statuses = [app_client.get("/chat", params={"target": f"shop{n}"}, headers=same_site).status_code
+                for n in range(31)]
+    assert statuses == [200] * 30 + [429]
+    assert count(db, Conversation) == 30

@@ -11,7 +11,12 @@ from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import (
+    ClientException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+)
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
@@ -20,7 +25,7 @@ from app.chat import audit, links, quick_replies
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
-from app.chat.people import get_person_detached, get_user, may_sign_in, upsert_user
+from app.chat.people import MAX_ID_LENGTH, can_talk, get_person_detached, get_user, may_sign_in, upsert_user
 from app.chat.sessions import end_sessions, live_owners, session_owner, start_session
 from app.db.models import User
 from app.i18n import gettext as _
@@ -52,6 +57,40 @@ def other_person_signed_in(request: Request, db: Session, user_id: str) -> User 
     if last is None and (admin := current_admin(request, db)) is not None:
         last = admin.user_id
     return get_user(db, last) if last else None
+
+
+def contactable(db: Session, me: User, target: str) -> User:
+    """The person `me` asks to talk to: 404 page for no such person (or an admin), 400 for a pair that may not
+    talk (two buyers)."""
+    peer = get_user(db, target[:MAX_ID_LENGTH])
+    if peer is None or peer.role == "admin":
+        raise public_error(NotFoundException, _("找不到要联系的人：{target}").format(target=target[:MAX_ID_LENGTH]))
+    if me.id == peer.id or not can_talk(me.role, peer.role):
+        raise public_error(ClientException, _("{me}和{peer}之间不能发起会话。").format(me=me.name, peer=peer.name))
+    return peer
+
+
+def start_conversation(state: State, db: Session, me: User, peer: User) -> convs.Conversation:
+    """A new conversation of `me` with `peer`, committed; 429 past the limit of new conversations per person
+    (someone else's list is not a place to appear in by the hundred)."""
+    limit, window = state.settings.conversation_limit
+    wait = state.limiter.hit(f"conversation:{me.id}", limit, window)
+    if wait is not None:
+        text = _("新会话太多了：{window} 分钟内最多 {limit} 个，请 {wait} 秒后再试。").format(
+            window=int(window // 60), limit=limit, wait=wait)
+        raise TooManyRequestsException(detail=text, headers={"Retry-After": str(wait)}, extra={"public": True})
+    conversation = convs.get_or_create_conversation(db, me, peer)
+    db.commit()
+    return conversation
+
+
+def open_for_sign_in(db: Session, user_id: str, target: str) -> None:
+    """The conversation a sign-in link names (its `target`), created when the pair may talk; else nothing, and the
+    chat page that follows says what is wrong."""
+    me, peer = get_user(db, user_id), get_user(db, target[:MAX_ID_LENGTH])
+    if me is not None and peer is not None and peer.role != "admin" and me.id != peer.id \
+            and can_talk(me.role, peer.role):
+        convs.get_or_create_conversation(db, me, peer)
 
 
 def confirm_page(token: str, target: str | None, current: User, identity: links.LinkIdentity) -> Response:
@@ -172,17 +211,24 @@ class ChatController(Controller):
         me = current_person(request, db)
         open_cid = None
         if target:
-            peer = get_user(db, target)
-            if peer is None or peer.role == "admin":
-                raise public_error(NotFoundException, _("找不到要联系的人：{target}").format(target=target))
-            try:
-                conversation = convs.get_or_create_conversation(db, me, peer)
-            except Forbidden as error:
-                raise public_error(ClientException, _("{me}和{peer}之间不能发起会话。").format(
-                    me=me.name, peer=peer.name)) from error
-            db.commit()
+            peer = contactable(db, me, target)
+            conversation = convs.find_conversation(db, me.id, peer.id)
+            if conversation is None:
+                if not navigation_from_this_site(request):  # a GET from another site changes nothing: ask
+                    return Template("start_confirm.html", context={"me": me, "peer": peer})
+                conversation = start_conversation(state, db, me, peer)
             open_cid = conversation.id
         return Template("chat.html", context=page_context(request, db, me, open_cid))
+
+    @post("/start", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
+    def start(self, request: Request, state: State, db: Db,
+              data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Redirect:
+        """The question page's "开始会话": starts the conversation with `target` (CSRF-checked) and opens it."""
+        me = current_person(request, db, write=True)
+        peer = contactable(db, me, data.get("target") or "")
+        if convs.find_conversation(db, me.id, peer.id) is None:
+            start_conversation(state, db, me, peer)
+        return Redirect("/chat", query_params={"target": peer.id, "as": me.id}, status_code=303)
 
     def _link_sign_in(self, request: Request, state: State, db: Db, token: str, target: str | None,
                       confirmed: bool = False) -> Response:
@@ -210,6 +256,8 @@ class ChatController(Controller):
     def _signed_in(self, request: Request, state: State, db: Db, user_id: str, target: str | None) -> Response:
         """Signs `user_id` in in this browser (a new server-side session, unless their session here is live)
         and opens the chat as them; commits."""
+        if target:  # the signed link (or the demo) says whom to talk to: that conversation is opened here
+            open_for_sign_in(db, user_id, target)
         session = read_session(request)
         token = session.token_of(user_id)
         if token is None or session_owner(db, token) != user_id:
