@@ -46,7 +46,7 @@ from app.web.health import healthz
 from app.web.i18n_hook import set_locale
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
 from app.web.requests import KefuRequest
-from app.web.security import SecurityHeadersMiddleware
+from app.web.security import SecurityHeadersMiddleware, UntrustedForwardingWarning
 
 log = logging.getLogger("kefu")
 
@@ -187,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                exclude=["/api/v1"]),  # the API authenticates with a Bearer key, not cookies
         middleware=[
             DefineMiddleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
+            DefineMiddleware(UntrustedForwardingWarning, trusted=settings.trusted_proxies),
             DefineMiddleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
             bodies.AnnouncedBodyLimit,
         ],

@@ -376,3 +376,13 @@ def test_a_huge_sign_in_body_without_a_length_costs_the_server_almost_nothing(sq
         assert cpu_seconds() - before < 0.5
     finally:
         server.stop()
+
+
+def test_forwarded_headers_from_a_proxy_not_trusted_are_pointed_out_in_the_log(
+        app_client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Behind nginx without KEFU_TRUSTED_PROXIES every client has the proxy's address: the log says so."""
+    with caplog.at_level("WARNING", logger="kefu.security"):
+        assert app_client.get("/healthz").status_code == 200
+        assert "KEFU_TRUSTED_PROXIES" not in caplog.text
+        assert app_client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+    assert "KEFU_TRUSTED_PROXIES" in caplog.text

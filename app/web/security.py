@@ -6,7 +6,12 @@ is in KEFU_TRUSTED_PROXIES (uvicorn's ProxyHeadersMiddleware does that part, bef
 
 from __future__ import annotations
 
+import logging
+
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("kefu.security")
+FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto"}
 
 
 def content_security_policy(frame_ancestors: str) -> str:
@@ -78,3 +83,26 @@ def with_security_headers(headers: list[tuple[bytes, bytes]], policy: list[tuple
         ]
         headers.append((b"strict-transport-security", b"max-age=31536000"))
     return headers
+
+
+class UntrustedForwardingWarning:
+    """Logs a warning (once per process) when a request carries X-Forwarded-For or -Proto from a peer that is not in
+    KEFU_TRUSTED_PROXIES: Kefu stands behind a proxy it does not believe, so every client shares the proxy's address
+    (one person's failed sign-ins lock everyone out), cookies lack Secure and links say http://."""
+
+    def __init__(self, app: ASGIApp, trusted: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.trusted = set(trusted)
+        self.warned = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, noticing forwarded headers from a peer not trusted."""
+        if not self.warned and scope["type"] == "http":
+            names = {name for name, _ in scope["headers"]}
+            peer = (scope.get("client") or ("", 0))[0]
+            if names & FORWARDED and peer not in self.trusted and "*" not in self.trusted:
+                self.warned = True
+                log.warning("a request from %s carries X-Forwarded-* headers, but %s is not in KEFU_TRUSTED_PROXIES: "
+                            "they are ignored (every client looks like the proxy, cookies are not Secure). Set "
+                            "KEFU_TRUSTED_PROXIES to the proxy's address (docs/deploy.md).", peer, peer)
+        await self.app(scope, receive, send)
