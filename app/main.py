@@ -33,7 +33,7 @@ from app.realtime.presence import Announce, Presence, RedisPresence
 from app.realtime.stream import StreamRegistry
 from app.realtime.webhook_worker import WebhookWorker
 from app.templating import environment
-from app.web import bodies
+from app.web import bodies, redact
 from app.web.admin import AdminController
 from app.web.api import api_router
 from app.web.auth import AuthController
@@ -98,6 +98,7 @@ def make_presence(settings: Settings, announce: Announce) -> Presence:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    redact.install()
     engine = make_engine(settings.database_url)
     broker = BrokerStatus("redis" if settings.broker_url else "memory")
     channels = make_channels_plugin(settings.broker_url, broker)

@@ -386,3 +386,17 @@ def test_forwarded_headers_from_a_proxy_not_trusted_are_pointed_out_in_the_log(
         assert "KEFU_TRUSTED_PROXIES" not in caplog.text
         assert app_client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
     assert "KEFU_TRUSTED_PROXIES" in caplog.text
+
+
+def test_sign_in_tokens_never_reach_the_access_log(sqlite_url: str, tmp_path: Path) -> None:
+    token = link_token(LinkIdentity("b9", "买家", "buyer"))
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/chat", params={"token": token}, follow_redirects=False).status_code == 303
+            assert client.get("/chat", params={"token": "garbage.token"}).status_code == 403
+    finally:
+        server.stop()
+    log = (tmp_path / f"server-{server.port}.log").read_text()
+    assert "token=[redacted]" in log
+    assert token not in log and "garbage.token" not in log
