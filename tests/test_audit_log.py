@@ -107,3 +107,18 @@ def test_startup_warns_about_demo_mode_and_the_generated_key(sqlite_url: str, tm
     log = (tmp_path / f"server-{server.port}.log").read_text()
     assert "demo mode is ON" in log
     assert "KEFU_SECRET_KEY is not set" in log
+
+
+def test_requests_from_no_one_signed_in_cannot_flood_the_audit_log(app_client: TestClient, db,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 garbage links and 60 wrong passwords from one address: a bounded number of rows, the rest counted."""
+    use_fast_hashing(monkeypatch)
+    for _ in range(300):
+        assert app_client.get("/chat", params={"token": "garbage"}).status_code == 403
+    for n in range(60):
+        post_login(app_client, f"\x1b[31m{'x' * 300}{n}", "wrong-password")
+    rows = db.query(AuditEntry).all()
+    refused = [r for r in rows if r.action == "link.refused"]
+    failed = [r for r in rows if r.action in ("admin.sign_in_failed", "admin.sign_in_throttled")]
+    assert 1 <= len(refused) <= 20 and 1 <= len(failed) <= 40
+    assert all(len(r.actor) <= 64 and "\x1b" not in r.actor for r in failed)

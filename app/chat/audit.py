@@ -19,11 +19,15 @@ ACTIONS = (
     "link.refused",
 )
 PAGE_SIZE = 50
+MAX_ACTOR = 64
 
 
 def record(session: Session, action: str, actor: str, client: str = "", detail: str = "") -> None:
+    """One entry (flushed). The actor may be text someone typed (a username tried): it is kept printable, control
+    characters shown escaped, and at most 64 characters."""
     assert action in ACTIONS, action
-    session.add(AuditEntry(action=action, actor=actor[:200], client=client[:100], detail=detail[:500]))
+    actor = "".join(c if c.isprintable() else repr(c)[1:-1] for c in actor)[:MAX_ACTOR]
+    session.add(AuditEntry(action=action, actor=actor, client=client[:100], detail=detail[:500]))
     session.flush()
 
 

@@ -20,6 +20,7 @@ from app.i18n import gettext as _
 from app.realtime import signout
 from app.templating import render
 from app.web import bodies
+from app.web.audit_gate import record_unauthenticated
 from app.web.deps import current_admin
 from app.web.identity import (
     BROWSER_SESSION_SECONDS,
@@ -75,16 +76,16 @@ class AuthController(Controller):
             account = authenticate(db, username, password, client)
         except Throttled as throttled:
             db.rollback()
-            audit.record(db, "admin.sign_in_throttled", username, client)
+            record_unauthenticated(request.app.state, db, "admin.sign_in_throttled", username, client)
             db.commit()
             minutes = max(1, round(throttled.retry_after / 60))
             error = _("登录失败次数过多，请 {minutes} 分钟后再试。").format(minutes=minutes)
             return login_form(request, 429, error, username, next_url, {"Retry-After": str(throttled.retry_after)})
-        audit.record(db, "admin.sign_in" if account else "admin.sign_in_failed",
-                     account.user_id if account else username, client, "remember" if remember and account else "")
         if account is None:
+            record_unauthenticated(request.app.state, db, "admin.sign_in_failed", username, client)
             db.commit()
             return login_form(request, 401, _("用户名或密码错误。"), username, next_url)
+        audit.record(db, "admin.sign_in", account.user_id, client, "remember" if remember else "")
         token = start_session(db, account.user_id, REMEMBER_SECONDS if remember else BROWSER_SESSION_SECONDS)
         db.commit()
         response = Redirect(next_url, status_code=303)

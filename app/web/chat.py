@@ -32,6 +32,7 @@ from app.i18n import gettext as _
 from app.realtime import signout
 from app.realtime.bus import Delivery
 from app.web import bodies
+from app.web.audit_gate import record_unauthenticated
 from app.web.delivery import Work, admit, send_and_deliver
 from app.web.deps import current_admin, current_person, parse_id
 from app.web.errors import public_error
@@ -242,7 +243,7 @@ class ChatController(Controller):
             if existing is not None and not may_sign_in(existing):
                 raise Forbidden("not a person who signs in by link")
         except Forbidden as error:
-            audit.record(db, "link.refused", "?", client_address(request), str(error))
+            record_unauthenticated(state, db, "link.refused", "?", client_address(request), str(error))
             db.commit()
             raise public_error(PermissionDeniedException, _("登录链接无效或已过期。")) from error
         if not confirmed and not navigation_from_this_site(request):
