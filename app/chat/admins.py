@@ -43,6 +43,7 @@ def _check_username(username: str) -> str:
 
 
 def get_account(session: Session, user_id: str) -> AdminAccount:
+    """The admin account of `user_id`; NotFound when there is none."""
     account = session.get(AdminAccount, user_id)
     if account is None:
         raise NotFound(_("没有这个管理员：{user_id}").format(user_id=user_id))
@@ -50,6 +51,8 @@ def get_account(session: Session, user_id: str) -> AdminAccount:
 
 
 def create_admin(session: Session, user_id: str, username: str, password: str) -> AdminAccount:
+    """A new admin (flushed), password hashed with argon2. InvalidInput for a bad id, username or a password
+    shorter than the minimum; Forbidden for a reserved id."""
     if not valid_user_id(user_id):
         raise InvalidInput(_("用户 ID 无效：{user_id}").format(user_id=user_id))
     refuse_reserved(user_id)
@@ -101,6 +104,7 @@ def admin_of_session(session: Session, token: str, user_id: str) -> AdminAccount
 
 
 def list_admins(session: Session) -> list[AdminAccount]:
+    """Every admin account, by user id."""
     return list(session.scalars(select(AdminAccount).order_by(AdminAccount.user_id)))
 
 
@@ -111,6 +115,7 @@ class Throttled(Exception):
 
 
 def failure_keys(username: str, client_address: str) -> list[str]:
+    """The throttling keys of a sign-in attempt: its username (case-folded) and its client address."""
     return [f"user:{username.strip().lower()[:150]}", f"addr:{client_address[:150]}"]
 
 

@@ -173,12 +173,12 @@ def _process_image(path: Path, key: str, thumbnail: Path) -> tuple[int, int]:
     """check_image, then _make_thumbnail, on one of the IMAGE_WORKERS image threads; Busy when none is free within
     IMAGE_WAIT_SECONDS. Own threads, not the request's: the memory allocator keeps what a thread freed for that
     thread, so decoding on any of the many request threads would let the peak grow with their number."""
-    def work() -> tuple[int, int]:
+    def _decode() -> tuple[int, int]:
         size = check_image(path, key)
         _make_thumbnail(path, thumbnail)
         return size
 
-    future = _IMAGE_POOL.submit(work)
+    future = _IMAGE_POOL.submit(_decode)
     try:
         return future.result(timeout=IMAGE_WAIT_SECONDS)
     except concurrent.futures.TimeoutError as error:

@@ -64,6 +64,7 @@ class Outgoing:
 
     @property
     def sender(self) -> str:
+        """Who the message is stored as: the sender, or the system sender for a notice."""
         return self.sender_id or SYSTEM_USER_ID
 
 
@@ -241,6 +242,7 @@ def _forget_stale(session: Session, conversation_id: int, sender_id: str) -> Non
 
 
 def get_message(session: Session, message_id: int) -> Message | None:
+    """One message by id, or None."""
     return session.get(Message, message_id)
 
 
@@ -252,6 +254,8 @@ def latest_messages(session: Session, conversation_id: int, limit: int = PAGE_SI
 def messages_before(
     session: Session, conversation_id: int, before: int | None, limit: int = PAGE_SIZE
 ) -> tuple[list[Message], bool]:
+    """The page of `limit` messages of a conversation before message id `before` (None: the newest), oldest first,
+    and whether older ones exist."""
     # MariaDB otherwise walks the index backwards from the newest message with only its first column and reads
     # every row on the way: 50,000 rows and 110 ms for a page from the middle of 100,000 messages, 1 ms with it.
     query = (

@@ -42,10 +42,12 @@ def may_sign_in(user: User | None) -> bool:
 
 
 def can_talk(role_a: str, role_b: str) -> bool:
+    """Whether people of these two roles may have a conversation (buyer–merchant, buyer–support, merchant–support)."""
     return frozenset({role_a, role_b}) in ALLOWED_PAIRS
 
 
 def get_user(session: Session, user_id: str) -> User | None:
+    """The person (or admin) with this id, or None (also for an id that is not valid)."""
     if not valid_user_id(user_id):
         return None
     return session.get(User, user_id)
@@ -64,6 +66,7 @@ def get_person_detached(session: Session, user_id: str) -> User | None:
 
 
 def get_users(session: Session, user_ids: set[str]) -> dict[str, User]:
+    """The people with these ids, by id, in one query (unknown ids left out)."""
     if not user_ids:
         return {}
     rows = session.scalars(select(User).where(User.id.in_(user_ids)))

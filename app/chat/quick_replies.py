@@ -26,6 +26,7 @@ def clean(raw: str | None) -> str:
 
 
 def list_replies(session: Session, owner: User) -> list[QuickReply]:
+    """The owner's quick replies in their order (none for buyers)."""
     if owner.role not in OWNER_ROLES:
         return []
     return list(session.scalars(
@@ -45,6 +46,8 @@ def get_own(session: Session, owner: User, reply_id: int) -> QuickReply:
 
 
 def create(session: Session, owner: User, raw: str | None) -> QuickReply:
+    """A new quick reply at the end of the owner's list (flushed). Forbidden for buyers; InvalidInput for bad text
+    or past MAX_PER_OWNER."""
     _check_owner(owner)
     body = clean(raw)
     count, last = session.execute(
@@ -59,6 +62,7 @@ def create(session: Session, owner: User, raw: str | None) -> QuickReply:
 
 
 def update(session: Session, owner: User, reply_id: int, raw: str | None) -> QuickReply:
+    """New text for one of the owner's quick replies (flushed). NotFound, Forbidden (not theirs), InvalidInput."""
     reply = get_own(session, owner, reply_id)
     reply.body = clean(raw)
     session.flush()
@@ -66,6 +70,7 @@ def update(session: Session, owner: User, reply_id: int, raw: str | None) -> Qui
 
 
 def delete(session: Session, owner: User, reply_id: int) -> None:
+    """Deletes one of the owner's quick replies (flushed). NotFound, Forbidden (not theirs)."""
     session.delete(get_own(session, owner, reply_id))
     session.flush()
 
