@@ -125,12 +125,12 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
     Rendering reads nothing: the page's script marks read what has been on the screen (`read`)."""
     presence = request.app.state.presence
 
-    def build() -> tuple[list[convs.ConversationItem], convs.ListCursor | None, int]:
+    def _build() -> tuple[list[convs.ConversationItem], convs.ListCursor | None, int]:
         items, cursor = convs.list_conversations(db, me.id)
         return items, cursor, convs.total_unread(db, me.id)
 
     # last_event_id is read first: the stream replays anything newer
-    (items, cursor, total), last_event_id = unread_snapshot(db, build)
+    (items, cursor, total), last_event_id = unread_snapshot(db, _build)
     open_thread = thread_context(request, db, me, open_cid) if open_cid is not None else None
     context: dict[str, Any] = {
         "me": me,
@@ -180,13 +180,13 @@ def total_headers(db: Session, user_id: str) -> dict[str, str]:
 def text_sender(request: Request, state: State, raw_cid: str, body: str | None) -> Work:
     """The work of sending a typed message, for `send_and_deliver` (runs in its worker thread)."""
 
-    def work() -> tuple[msgs.Sent, User]:
+    def _work() -> tuple[msgs.Sent, User]:
         with state.sessions() as db:
             me = current_person(request, db, write=True, lookup=get_person_detached)
             outgoing = msgs.Outgoing(parse_id(raw_cid), me.id, body)
             return msgs.send(db, outgoing, admit(state, "message")), me
 
-    return work
+    return _work
 
 
 class ChatController(Controller):
@@ -353,7 +353,7 @@ class ChatController(Controller):
         new unread total in `X-Kefu-Total-Unread` (and `X-Kefu-As-Of`, the newest message id it accounts for).
         A watermark that moved is told to both sides from the event loop."""
 
-        def work() -> tuple[Delivery | None, dict[str, str]]:
+        def _work() -> tuple[Delivery | None, dict[str, str]]:
             with state.sessions() as db:
                 me = current_person(request, db, write=True)
                 conversation_id = parse_id(cid)
@@ -366,7 +366,7 @@ class ChatController(Controller):
                     delivery = state.bus.read_delivery(conversation_id, participants, me.id, moved)
                 return delivery, total_headers(db, me.id)
 
-        delivery, headers = await to_thread.run_sync(work)
+        delivery, headers = await to_thread.run_sync(_work)
         if delivery is not None:
             await state.bus.deliver(delivery)
         return Response(None, status_code=204, headers=headers)
@@ -397,11 +397,11 @@ class ChatController(Controller):
         except InvalidInput as error:
             raise NotFoundException() from error
 
-        def build() -> tuple[list[convs.ConversationItem], convs.ListCursor | None, int | None]:
+        def _build() -> tuple[list[convs.ConversationItem], convs.ListCursor | None, int | None]:
             items, next_cursor = convs.list_conversations(db, me.id, before)
             return items, next_cursor, convs.total_unread(db, me.id) if before is None else None
 
-        (items, next_cursor, total), as_of = unread_snapshot(db, build)
+        (items, next_cursor, total), as_of = unread_snapshot(db, _build)
         context = {
             "items": items,
             "next_cursor": next_cursor.encode() if next_cursor else None,

@@ -28,7 +28,7 @@ def admit(state: State, kind: str) -> Admit:
     use case only once the work is valid, so refused work never counts."""
     limit, window = state.settings.message_limit if kind == "message" else state.settings.upload_limit
 
-    def check(user_id: str) -> None:
+    def _check(user_id: str) -> None:
         wait = state.limiter.hit(f"{kind}:{user_id}", limit, window)
         if wait is None:
             return
@@ -38,7 +38,7 @@ def admit(state: State, kind: str) -> Admit:
             text = _("上传太频繁了：{window} 秒内最多 {limit} 个文件，请 {wait} 秒后再试。")
         raise TooFrequent(text.format(window=int(window), limit=limit, wait=wait), wait)
 
-    return check
+    return _check
 
 
 def composer_refusal(error: ChatError) -> Response | None:
@@ -58,7 +58,7 @@ async def send_and_deliver(state: State, work: Work) -> Response:
     the message there, publish it from the event loop, and answer the composer: 201 with the message's HTML, or the
     refusal in place."""
 
-    def in_thread() -> Delivery | Response:
+    def _in_thread() -> Delivery | Response:
         try:
             sent, sender = work()
         except ChatError as error:
@@ -67,7 +67,7 @@ async def send_and_deliver(state: State, work: Work) -> Response:
             return refusal
         return state.bus.delivery(sent, sender)
 
-    outcome = await to_thread.run_sync(in_thread)
+    outcome = await to_thread.run_sync(_in_thread)
     if isinstance(outcome, Response):
         return outcome
     await state.bus.deliver(outcome)

@@ -64,14 +64,14 @@ def _revalidation(request: Request, state: State, viewer: Viewer) -> Callable[[]
     """Whether this request would still get the same stream: its session not ended (logout, an admin's password
     changed or account disabled), the same rule as at the start (`_viewer`)."""
 
-    def same_viewer() -> bool:
+    def _same_viewer() -> bool:
         with state.sessions() as session:
             return _viewer(request, session) == viewer
 
-    async def still_allowed() -> bool:
-        return await to_thread.run_sync(same_viewer)
+    async def _still_allowed() -> bool:
+        return await to_thread.run_sync(_same_viewer)
 
-    return still_allowed
+    return _still_allowed
 
 
 @get("/events", include_in_schema=False)

@@ -40,15 +40,15 @@ class FilesController(Controller):
         """The paperclip: multipart field `file`. Who asks is checked (401, 403, 404) before the body is read;
         the form is parsed by the app's request class (bytes it cannot decode: 400)."""
 
-        def writer() -> tuple[User, int]:
+        def _writer() -> tuple[User, int]:
             with state.sessions() as db:
                 me, conversation = writer_in(request, db, cid)
                 return me, conversation.id
 
-        me, conversation_id = await to_thread.run_sync(writer)
+        me, conversation_id = await to_thread.run_sync(_writer)
         upload = (await request.form()).get("file")
 
-        def work() -> tuple[Sent, User]:
+        def _work() -> tuple[Sent, User]:
             if not isinstance(upload, UploadFile):
                 raise InvalidInput(_("请选择要发送的文件。"))
             with state.sessions() as db:
@@ -57,7 +57,7 @@ class FilesController(Controller):
                                    max_upload_bytes(state), admit(state, "upload"))
                 return sent, me
 
-        return await send_and_deliver(state, work)
+        return await send_and_deliver(state, _work)
 
     @get("/files/{mid:str}", sync_to_thread=True)
     def download(self, request: Request, state: State, db: Db, mid: PathId) -> File:

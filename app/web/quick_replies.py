@@ -89,10 +89,10 @@ class SendQuickReplyController(Controller):
     async def send(self, request: Request, state: State, cid: PathId, rid: PathId) -> Response:
         """One click sends it: stored and delivered live like any typed message."""
 
-        def work() -> tuple[msgs.Sent, User]:
+        def _work() -> tuple[msgs.Sent, User]:
             with state.sessions() as db:
                 me = current_person(request, db, write=True)
                 reply = replies.get_own(db, me, parse_id(rid))
                 return msgs.send(db, msgs.Outgoing(parse_id(cid), me.id, reply.body), admit(state, "message")), me
 
-        return await send_and_deliver(state, work)
+        return await send_and_deliver(state, _work)
