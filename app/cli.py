@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,10 +65,25 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         proxy_headers=False,
-        http=BoundedHttpToolsProtocol,  # httptools, with h11's 16 KB limit on a request's head
+        http=BoundedHttpToolsProtocol,  # httptools, with h11's 16 KB limit and time limits on a request's head
+        limit_concurrency=max_connections(),  # past it new connections get 503; the slow ones go within seconds
         timeout_graceful_shutdown=3,
         log_level="info",
     )
+
+
+RESERVED_FILES = 64  # file descriptors kept for the database pool, Redis, uploads and logs
+
+
+def max_connections() -> int:
+    """Connections one process serves at once (uvicorn's limit_concurrency): KEFU_MAX_CONNECTIONS, else what the
+    process's file limit leaves after RESERVED_FILES (at least 16). Beyond it new connections get 503, so the
+    process never runs out of file descriptors for its database, Redis and files."""
+    configured = os.environ.get("KEFU_MAX_CONNECTIONS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, soft - RESERVED_FILES)
 
 
 @main.group()
