@@ -328,8 +328,9 @@ def webhook_add(url: str, events: str) -> None:
     """Add a webhook; prints its id and its signing secret (X-Kefu-Signature is HMAC-SHA256 with it)."""
     from app.chat.webhooks import add_webhook
 
+    private_allowed = _settings().webhook_private_targets
     with _database() as session:
-        hook = add_webhook(session, url, [e.strip() for e in events.split(",") if e.strip()])
+        hook = add_webhook(session, url, [e.strip() for e in events.split(",") if e.strip()], private_allowed)
         click.echo(f"webhook {hook.id}: {hook.url} [{hook.events}]")
         click.echo(f"secret: {hook.secret}")
 

@@ -68,6 +68,7 @@ class Settings:
     streams_per_person: int = 20
     webhook_poll_seconds: float = 1.0
     webhook_backoff_seconds: float = 10.0
+    webhook_private_targets: bool = False  # webhooks may go to loopback and private addresses
     worker_threads: int = 16  # database work runs in threads; more of them only fight over the GIL
     timezone: str = DEFAULT_TIMEZONE  # the days of statistics and the times of the audit log
 
@@ -101,6 +102,7 @@ class Settings:
             "session_recheck_seconds": float(env.get("KEFU_SESSION_RECHECK_SECONDS", "300") or 300),
             "webhook_backoff_seconds": float(env.get("KEFU_WEBHOOK_BACKOFF_SECONDS", "10") or 10),
             "webhook_poll_seconds": float(env.get("KEFU_WEBHOOK_POLL_SECONDS", "1") or 1),
+            "webhook_private_targets": _flag(env.get("KEFU_WEBHOOK_PRIVATE_TARGETS")),
             "worker_threads": max(1, int(env.get("KEFU_WORKER_THREADS", "16") or 16)),
             "streams_per_person": int(env.get("KEFU_STREAMS_PER_PERSON", "20") or 20),
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",

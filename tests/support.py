@@ -81,6 +81,7 @@ def server_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]
         KEFU_VAR_DIR=str(var_dir),
         KEFU_UPLOAD_DIR=str(var_dir / "uploads"),
         KEFU_SSE_PING_SECONDS="1",
+        KEFU_WEBHOOK_PRIVATE_TARGETS="1",  # the tests' receivers listen on 127.0.0.1
     )
     env.update(extra)
     return env

@@ -525,7 +525,8 @@ def kefu(database_url: str, tmp_path: Path, *args: str) -> Ran:
     """`kefu ARGS` on the test database, run in this process by click's runner (a child process per call would
     cost a second or two each): its exit status, standard output and standard error. A traceback fails the test."""
     env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("KEFU_")}
-    env |= {"KEFU_DATABASE_URL": database_url, "KEFU_SECRET_KEY": TEST_SECRET, "KEFU_VAR_DIR": str(tmp_path)}
+    env |= {"KEFU_DATABASE_URL": database_url, "KEFU_SECRET_KEY": TEST_SECRET, "KEFU_VAR_DIR": str(tmp_path),
+            "KEFU_WEBHOOK_PRIVATE_TARGETS": "1"}  # the tests' receivers listen on 127.0.0.1
     result = CliRunner(env=env).invoke(cli.main, list(args), catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
 

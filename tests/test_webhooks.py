@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import re
 import signal
 import socket
@@ -31,17 +32,19 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app import cli
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat import webhooks
 from app.chat.people import get_user
 from app.db.engine import make_engine, make_sessionmaker
-from app.db.models import WebhookDelivery, utcnow
+from app.db.models import Webhook, WebhookDelivery, utcnow
 from app.realtime.webhook_worker import WebhookWorker
-from tests.support import ROOT, ServerProcess, free_port, server_env
+from tests.support import ROOT, TEST_SECRET, ServerProcess, free_port, server_env
 from tests.test_api import Ran, kefu, new_key, with_session
 
 FAST = {"KEFU_WEBHOOK_BACKOFF_SECONDS": "0.2", "KEFU_WEBHOOK_POLL_SECONDS": "0.2"}
@@ -278,7 +281,7 @@ def make_due(session: Session, delivery_id: int) -> None:
 def test_failed_deliveries_back_off_doubling_and_give_up_after_a_day(database_url: str) -> None:
     lease = timedelta(seconds=60)
     with with_session(database_url) as session:
-        hook = webhooks.add_webhook(session, "http://127.0.0.1:9/hook", ["message.created"])
+        hook = webhooks.add_webhook(session, "http://127.0.0.1:9/hook", ["message.created"], private_allowed=True)
         conversation = convs.get_or_create_conversation(session, get_user(session, "b1"), get_user(session, "m1"))
         msgs.send_message(session, conversation.id, "b1", "hi")
         session.commit()
@@ -313,7 +316,7 @@ def test_failed_deliveries_back_off_doubling_and_give_up_after_a_day(database_ur
 
 def test_a_worker_that_stalled_past_its_lease_cannot_overwrite_the_next_attempt(database_url: str) -> None:
     with with_session(database_url) as session:
-        webhooks.add_webhook(session, "http://127.0.0.1:9/hook", ["message.created"])
+        webhooks.add_webhook(session, "http://127.0.0.1:9/hook", ["message.created"], private_allowed=True)
         conversation = convs.get_or_create_conversation(session, get_user(session, "b1"), get_user(session, "m1"))
         msgs.send_message(session, conversation.id, "b1", "hi")
         session.commit()
@@ -334,10 +337,10 @@ class WorkerInThread:
     """A WebhookWorker with its own engine, connection pool and event loop, in its own thread: what another
     `kefu serve` process runs. Timeouts in seconds, small, through the worker's own parameters."""
 
-    def __init__(self, database_url: str, timeout: float, lease_margin: float) -> None:
+    def __init__(self, database_url: str, timeout: float, lease_margin: float, private_allowed: bool = True) -> None:
         self.engine = make_engine(database_url)
         self.worker = WebhookWorker(make_sessionmaker(self.engine), poll_seconds=0.05, backoff_seconds=0.2,
-                                    timeout=timeout, lease_margin=lease_margin)
+                                    private_allowed=private_allowed, timeout=timeout, lease_margin=lease_margin)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -509,7 +512,7 @@ from app.db.engine import make_engine, make_sessionmaker
 from app.realtime.webhook_worker import WebhookWorker
 
 async def main() -> None:
-    worker = WebhookWorker(make_sessionmaker(make_engine(sys.argv[1])), poll_seconds=0.05,
+    worker = WebhookWorker(make_sessionmaker(make_engine(sys.argv[1])), poll_seconds=0.05, private_allowed=True,
                            timeout=float(sys.argv[2]), lease_margin=float(sys.argv[3]))
     await worker.start()
     await asyncio.Event().wait()
@@ -634,3 +637,64 @@ def test_ids_of_a_removed_webhook_and_its_deliveries_are_never_given_out_again(d
     after = store_messages(database_url, 3)
     assert second_hook > first_hook
     assert min(after) > max(before) and len(after) == 3
+
+
+# --- where webhooks may go ---
+
+PRIVATE_TARGETS = ["http://127.0.0.1:8080/hook", "http://localhost/hook", "http://169.254.169.254/latest/meta-data",
+                   "http://10.0.0.5/hook", "http://192.168.1.10/hook", "http://[::1]:8080/hook", "http://0.0.0.0/",
+                   "http://[fe80::1]/hook", "http://224.0.0.1/"]
+BAD_URLS = ["ftp://example.com/hook", "http://a b/", "http://user:pw@93.184.216.34/", "http://93.184.216.34:99999/",
+            "http://[::1", "http://93.184.216.34/\r\nX-Injected: 1", "http://93.184.216.34:0/", "https:///nohost"]
+
+
+def kefu_strict(database_url: str, tmp_path: Path, *args: str) -> Ran:
+    """`kefu` as an operator runs it, private webhook targets not allowed."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("KEFU_")}
+    env |= {"KEFU_DATABASE_URL": database_url, "KEFU_SECRET_KEY": TEST_SECRET, "KEFU_VAR_DIR": str(tmp_path)}
+    result = CliRunner(env=env).invoke(cli.main, list(args), catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("url", PRIVATE_TARGETS)
+def test_loopback_private_and_link_local_webhook_targets_are_refused(database_url: str, tmp_path: Path,
+                                                                      url: str) -> None:
+    added = kefu_strict(database_url, tmp_path, "webhook", "add", url)
+    assert added.code != 0 and "KEFU_WEBHOOK_PRIVATE_TARGETS" in added.err, added.err
+    assert "webhook" not in kefu_strict(database_url, tmp_path, "webhook", "list").out.lower().replace("webhooks", "")
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_webhook_urls_that_cannot_be_used_are_refused_with_a_clear_line(database_url: str, tmp_path: Path,
+                                                                         url: str) -> None:
+    added = kefu_strict(database_url, tmp_path, "webhook", "add", url)
+    assert added.code != 0 and "url:" in added.err and "Traceback" not in added.err, added.err
+
+
+def test_a_public_address_is_accepted(database_url: str, tmp_path: Path) -> None:
+    added = kefu_strict(database_url, tmp_path, "webhook", "add", "https://93.184.216.34/kefu/hook")
+    assert added.code == 0, added.err
+
+
+def test_a_name_that_now_points_inside_gets_no_delivery(database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """Checked again at delivery time: a name that resolved outside when added (DNS can change) and now resolves to
+    127.0.0.1 is refused, and the attempt says why."""
+    with with_session(database_url) as session:
+        session.add(Webhook(url=receiver.url.replace("127.0.0.1", "localhost"), events="message.created",
+                            secret="s" * 32))
+        session.commit()
+    [delivery_id] = store_messages(database_url, 1)
+    worker = WorkerInThread(database_url, timeout=2.0, lease_margin=60.0, private_allowed=False).start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with with_session(database_url) as session:
+                row = stored_delivery(session, delivery_id)
+            if row.attempts and row.last_error:
+                break
+            assert time.monotonic() < deadline, "no attempt recorded"
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert row.last_error.startswith("refused:") and "127.0.0.1" in row.last_error
+    assert receiver.snapshot() == []

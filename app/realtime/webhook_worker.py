@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ from anyio import to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat import webhooks
+from app.chat.errors import InvalidInput
+from app.chat.webhook_targets import check_addresses, parse_target
 from app.db.models import utcnow
 
 log = logging.getLogger("kefu.webhooks")
@@ -30,12 +33,13 @@ class WebhookWorker:
     (connect, send, answer) in seconds; `lease_margin` is how much longer than that a claim lasts (seconds)."""
 
     def __init__(self, sessions: sessionmaker[Session], poll_seconds: float = 1.0, backoff_seconds: float = 10.0,
-                 timeout: float = 10.0, lease_margin: float = 50.0) -> None:
+                 timeout: float = 10.0, lease_margin: float = 50.0, private_allowed: bool = False) -> None:
         self._sessions = sessions
         self._poll = poll_seconds
         self._backoff = backoff_seconds
         self._timeout = timeout
         self._lease = timedelta(seconds=timeout + lease_margin)
+        self._private_allowed = private_allowed  # KEFU_WEBHOOK_PRIVATE_TARGETS
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
@@ -116,8 +120,15 @@ class WebhookWorker:
             "X-Kefu-Signature": webhooks.sign(claim.secret, timestamp, body),
         }
         try:
-            async with asyncio.timeout(self._timeout), \
-                    self._client.stream("POST", claim.url, content=body, headers=headers) as response:
+            async with asyncio.timeout(self._timeout):
+                url, host, extensions = await self._pinned(claim.url)
+        except InvalidInput as refused:
+            return None, f"refused: {refused}"
+        except TimeoutError:
+            return None, f"no answer within {self._timeout:g} s"
+        try:
+            async with asyncio.timeout(self._timeout), self._client.stream(
+                    "POST", url, content=body, headers=headers | {"Host": host}, extensions=extensions) as response:
                 if response.is_success:
                     return response.status_code, ""
                 return response.status_code, await _answer_start(response)
@@ -125,6 +136,23 @@ class WebhookWorker:
             return None, f"no answer within {self._timeout:g} s"
         except Exception as exc:  # httpx's errors, and anything else (a URL it cannot use): a failed attempt
             return None, f"{type(exc).__name__}: {exc}"
+
+
+    async def _pinned(self, url: str) -> tuple[httpx.URL, str, dict[str, str]]:
+        """The URL with its host replaced by the address it resolves to now, checked (app.chat.webhook_targets),
+        the Host header, and the TLS server name: the connection goes to the address that was checked, whatever the
+        name resolves to a moment later. InvalidInput when the address may not be sent to."""
+        parts = parse_target(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            infos = []
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        check_addresses(host, addresses, self._private_allowed)
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return httpx.URL(url).copy_with(host=addresses[0]), parts.netloc.rpartition("@")[2], extensions
 
 
 async def _answer_start(response: httpx.Response) -> str:
