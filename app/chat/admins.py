@@ -7,13 +7,14 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chat.errors import InvalidInput, NotFound
 from app.chat.people import refuse_reserved, valid_user_id
 from app.chat.sessions import end_all_sessions, session_key
-from app.db.models import AdminAccount, SignInFailure, SignInSession, User, utcnow
+from app.db.models import AdminAccount, SignInFailure, SignInSession, SignInThrottleKey, User, utcnow
 from app.i18n import gettext as _
 
 MIN_PASSWORD_LENGTH = 8
@@ -114,9 +115,12 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
-def failure_keys(username: str, client_address: str) -> list[str]:
-    """The throttling keys of a sign-in attempt: its username (case-folded) and its client address."""
-    return [f"user:{username.strip().lower()[:150]}", f"addr:{client_address[:150]}"]
+def failure_keys(username: str, client_address: str, device: str | None = None) -> list[str]:
+    """The throttling keys of a sign-in attempt: its username (case-folded), or, from a browser that signed in as
+    that admin before (a device cookie, as OWASP's "Blocking Brute Force Attacks" suggests), that device, so that
+    someone else's failures cannot lock the admin out of their own browser; and its client address."""
+    first = f"device:{device[:100]}" if device else f"user:{username.strip().lower()[:150]}"
+    return [first, f"addr:{client_address[:150]}"]
 
 
 def check_throttle(session: Session, keys: list[str], now: datetime | None = None) -> None:
@@ -137,10 +141,23 @@ def check_throttle(session: Session, keys: list[str], now: datetime | None = Non
         raise Throttled(retry_after=max(1, max(waits)))
 
 
-def authenticate(session: Session, username: str, password: str, client_address: str) -> AdminAccount | None:
-    """The admin for these credentials, or None. Records failures; raises Throttled when over the limit."""
-    keys = failure_keys(username, client_address)
-    check_throttle(session, keys)
+def authenticate(session: Session, username: str, password: str, client_address: str,
+                 device: str | None = None) -> AdminAccount | None:
+    """The admin for these credentials, or None (counted as a failure). Raises Throttled when a key of the attempt
+    (failure_keys) has had MAX_FAILURES failures in FAILURE_WINDOW. Counting and checking are one step: the keys'
+    rows are locked, the attempt is checked and recorded as a failure, and the turn ends (commit) before the
+    password is verified; a success then takes back what it recorded (and the username's or device's failures)."""
+    keys = failure_keys(username, client_address, device)
+    _take_turn(session, keys)
+    try:
+        check_throttle(session, keys)
+    except Throttled:
+        session.rollback()
+        raise
+    now = utcnow()
+    attempt = [SignInFailure(key=key, created_at=now) for key in keys]
+    session.add_all(attempt)
+    session.commit()
     account = session.scalar(select(AdminAccount).where(AdminAccount.username == username.strip()))
     try:
         hasher.verify(account.password_hash if account else _dummy_hash(), password[:MAX_PASSWORD_LENGTH])
@@ -148,14 +165,39 @@ def authenticate(session: Session, username: str, password: str, client_address:
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        now = utcnow()
-        session.add_all([SignInFailure(key=key, created_at=now) for key in keys])
-        session.execute(delete(SignInFailure).where(SignInFailure.created_at < now - FAILURE_WINDOW * 4))
-        session.flush()
+        _forget_old_failures(session, now)
         return None
     assert account is not None
     if hasher.check_needs_rehash(account.password_hash):
         account.password_hash = hasher.hash(password)
     session.execute(delete(SignInFailure).where(SignInFailure.key == keys[0]))
+    session.execute(delete(SignInFailure).where(SignInFailure.id == attempt[1].id))
     session.flush()
     return account
+
+
+def _take_turn(session: Session, keys: list[str]) -> None:
+    """Locks the keys' rows (made first, in a commit of their own, when missing), in key order: no two attempts
+    on one key are counted at once, and attempts on two keys never wait for each other in a circle."""
+    missing = set(keys) - set(session.scalars(select(SignInThrottleKey.key).where(SignInThrottleKey.key.in_(keys))))
+    for key in sorted(missing):
+        try:
+            with session.begin_nested():
+                session.add(SignInThrottleKey(key=key))
+        except IntegrityError:  # made by another attempt at the same moment
+            pass
+    session.commit()
+    # An UPDATE that changes nothing takes the rows' write locks (MariaDB, in key order) and SQLite's write lock
+    # alike, where SELECT … FOR UPDATE would lock nothing on SQLite.
+    session.execute(update(SignInThrottleKey).where(SignInThrottleKey.key.in_(keys))
+                    .values(key=SignInThrottleKey.key).execution_options(synchronize_session=False))
+
+
+def _forget_old_failures(session: Session, now: datetime) -> None:
+    """Failures older than four windows, found by a plain read and deleted by id (a range DELETE would lock gaps
+    that other attempts insert into, and deadlock them on MariaDB); at most 500 a time."""
+    old = list(session.scalars(select(SignInFailure.id).where(SignInFailure.created_at < now - FAILURE_WINDOW * 4)
+                               .limit(500)))
+    if old:
+        session.execute(delete(SignInFailure).where(SignInFailure.id.in_(old)))
+    session.flush()

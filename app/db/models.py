@@ -154,6 +154,15 @@ class SignInFailure(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class SignInThrottleKey(Base):
+    """A row per throttling key (a username, an address, a device), locked while an attempt on it is counted and
+    checked: attempts on one key take turns, so 40 at once check 5, not 21."""
+
+    __tablename__ = "sign_in_throttle_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class Attachment(Base):
     """The stored file of an image or file message. `original_name` is for display only, never a path."""
 

@@ -27,7 +27,9 @@ from app.web.identity import (
     REMEMBER_SECONDS,
     admin_cookie,
     clear_cookies,
+    device_cookie,
     read_admin_cookie,
+    read_device,
     read_session,
 )
 
@@ -73,7 +75,7 @@ class AuthController(Controller):
         next_url = safe_next(data.get("next"))
         client = request.client.host if request.client else "unknown"
         try:
-            account = authenticate(db, username, password, client)
+            account = authenticate(db, username, password, client, read_device(request, username))
         except Throttled as throttled:
             db.rollback()
             record_unauthenticated(request.app.state, db, "admin.sign_in_throttled", username, client)
@@ -90,6 +92,7 @@ class AuthController(Controller):
         db.commit()
         response = Redirect(next_url, status_code=303)
         response.set_cookie(admin_cookie(request, account.user_id, token, remember))
+        response.set_cookie(device_cookie(request, username))  # this browser's failures count apart from then on
         return response
 
     @post("/logout", request_max_body_size=bodies.SMALL_FORM)

@@ -10,6 +10,7 @@ Without `as` (a bookmark of /chat), the person who signed in last acts.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -185,3 +186,36 @@ def clear_cookies(response: Response) -> Response:
     response.delete_cookie(COOKIE_NAME, path="/")
     response.delete_cookie(ADMIN_COOKIE, path="/")
     return response
+
+
+# --- device cookies: a browser that signed in as an admin before keeps its own failure count ---
+
+DEVICE_COOKIE = "kefu_device"
+DEVICE_SECONDS = 365 * 24 * 3600
+
+
+def _device_serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="kefu-device")
+
+
+def device_cookie(request: Request, username: str) -> Cookie:
+    """A signed cookie naming this browser as one `username` signed in from (a random device id), for a year;
+    sent to /login only."""
+    value = _device_serializer(request.app.state.settings.secret_key).dumps(
+        {"u": username.strip().lower(), "d": secrets.token_urlsafe(12)})
+    return Cookie(key=DEVICE_COOKIE, value=value, max_age=DEVICE_SECONDS, httponly=True, samesite="lax",
+                  secure=request.url.scheme == "https", path="/login")
+
+
+def read_device(request: Request, username: str) -> str | None:
+    """The device id of a valid device cookie for `username`, or None (none, forged, expired, another username)."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw or len(raw) > 512:
+        return None
+    try:
+        data = _device_serializer(request.app.state.settings.secret_key).loads(raw, max_age=DEVICE_SECONDS)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("u") != username.strip().lower() or not isinstance(data.get("d"), str):
+        return None
+    return data["d"]
