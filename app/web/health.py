@@ -1,20 +1,27 @@
-"""GET /healthz: 200 while the database answers, 503 with the reason otherwise."""
+"""GET /healthz: 200 while the database answers with its schema at the code's revision and the broker is up, 503
+with the reason otherwise (an empty or older database: "kefu db upgrade" has not run)."""
 
 from __future__ import annotations
 
 from litestar import Response, get
 from litestar.datastructures import State
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+
+from app.db.migrate import current_revision, head_revision
 
 
 def _database_ok(state: State) -> tuple[bool, str]:
+    """Whether the database answers and its schema is at the head revision, and what to say about it."""
     try:
-        with state.sessions() as session:
-            session.execute(text("SELECT 1"))
-        return True, "ok"
+        with state.engine.connect() as connection:
+            current = current_revision(connection)
     except SQLAlchemyError as error:
         return False, type(error).__name__
+    head = head_revision()
+    if current != head:
+        found = f"at revision {current}" if current else "not migrated"
+        return False, f"schema {found}, the code needs {head}: run kefu db upgrade"
+    return True, "ok"
 
 
 @get("/healthz", sync_to_thread=True, include_in_schema=False)
