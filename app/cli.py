@@ -26,6 +26,18 @@ def _settings() -> Settings:
         raise click.ClickException(str(error)) from error
 
 
+def say_database(url: str) -> None:
+    """Tells (on standard error) which database a command acts on, password hidden: a shell without the
+    deployment's environment would otherwise migrate a stray var/kefu.db and say all is well."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: the command's own error says so next
+        shown = "?"
+    click.echo(f"database: {shown}", err=True)
+
+
 def warn_about(settings: Settings) -> None:
     if settings.demo:
         click.secho("WARNING: demo mode is ON (KEFU_DEMO=1): anyone can sign in as anyone with ?user_id=. "
@@ -100,6 +112,7 @@ def db_upgrade(revision: str) -> None:
     from app.db.migrate import upgrade
 
     settings = _settings()
+    say_database(settings.database_url)
     with _clear_errors():
         try:
             upgrade(settings.database_url, revision)
@@ -145,8 +158,10 @@ def _database() -> Iterator[Session]:
     """A committed-on-success session, with errors made clear."""
     from app.db.engine import make_engine, make_sessionmaker, session_scope
 
+    url = _settings().database_url
+    say_database(url)
     with _clear_errors():
-        engine = make_engine(_settings().database_url)
+        engine = make_engine(url)
         try:
             with session_scope(make_sessionmaker(engine)) as session:
                 yield session

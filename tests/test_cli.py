@@ -123,6 +123,7 @@ def test_db_upgrade_creates_the_schema(kefu: Kefu) -> None:
     assert "Traceback" not in result.err
     assert tables_in(kefu.database_url) >= CORE_TABLES
     assert revision_of(kefu.database_url) == head()
+    assert f"database: {kefu.database_url}" in result.err  # says which database it acted on
     again = kefu("db", "upgrade")  # already up to date: nothing to do, still fine
     assert again.code == 0, again
     assert revision_of(kefu.database_url) == head()
@@ -267,3 +268,12 @@ def test_mariadb_text_columns_are_utf8mb4(mysql_database: str) -> None:
             assert connection.execute(text("SELECT @@character_set_client")).scalar() == "utf8mb4"
     finally:
         engine.dispose()
+
+
+def test_every_command_says_which_database_it_acts_on_and_hides_the_password(kefu: Kefu) -> None:
+    assert kefu("db", "upgrade").code == 0
+    listed = kefu("admin", "list")
+    assert listed.code == 0 and f"database: {kefu.database_url}" in listed.err
+    refused = kefu("db", "upgrade", KEFU_DATABASE_URL="mysql+pymysql://kefu:s3cret@127.0.0.1:1/kefu")
+    assert refused.code != 0
+    assert "database: mysql+pymysql://kefu:***@127.0.0.1:1/kefu" in refused.err and "s3cret" not in refused.err
