@@ -180,8 +180,10 @@ def _close_admin_streams(session_keys: list[str]) -> None:
     from app.realtime.bus import ADMINS
     from app.realtime.signout import announce_through_broker
 
-    broker_url = _settings().broker_url
-    if session_keys and broker_url and not announce_through_broker(broker_url, session_keys, [ADMINS]):
+    settings = _settings()
+    broker_url = settings.broker_url
+    if session_keys and broker_url and not announce_through_broker(broker_url, session_keys, [ADMINS],
+                                                                   settings.broker_namespace):
         click.secho("warning: the broker did not answer; open monitor pages stop at their next ping",
                     fg="yellow", err=True)
 

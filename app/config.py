@@ -53,6 +53,7 @@ class Settings:
     secret_key_generated: bool = False
     demo: bool = False
     broker_url: str = ""
+    broker_namespace: str = ""  # pub/sub channel prefix; empty: "kefu:<the broker URL's database>"
     upload_dir: Path = Path("var/uploads")
     max_upload_mb: int = 10
     var_dir: Path = Path("var")
@@ -94,6 +95,7 @@ class Settings:
             "secret_key_generated": generated,
             "demo": _flag(env.get("KEFU_DEMO")),
             "broker_url": env.get("KEFU_BROKER_URL", "").strip(),
+            "broker_namespace": env.get("KEFU_BROKER_NAMESPACE", "").strip(),
             "upload_dir": Path(env.get("KEFU_UPLOAD_DIR", "").strip() or var_dir / "uploads"),
             "max_upload_mb": int(env.get("KEFU_MAX_UPLOAD_MB", "10") or 10),
             "var_dir": var_dir,

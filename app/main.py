@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     redact.install()
     engine = make_engine(settings.database_url)
     broker = BrokerStatus("redis" if settings.broker_url else "memory")
-    channels = make_channels_plugin(settings.broker_url, broker)
+    channels = make_channels_plugin(settings.broker_url, broker, settings.broker_namespace)
 
     bus = Bus(channels)
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 
+from app.db.migrate import upgrade
 from tests.conftest import REDIS_URL, require_or_skip
 from tests.support import ServerProcess, SSEReader, free_port, json_data, message_ids, server_env, sign_in
 
@@ -186,3 +187,40 @@ def test_without_redis_pages_and_messages_keep_working_and_streams_catch_up(  # 
                     restarted.wait(5)
     finally:
         server.stop()
+
+
+def test_two_deployments_on_one_redis_never_hear_each_other(redis_url: str, tmp_path: Path) -> None:
+    """Staging on one database number, production on another, same Redis server, the same people ids and the same
+    conversation ids: a message in one never reaches a stream of the other (pub/sub channels ignore the database
+    number; every channel is in its deployment's namespace)."""
+    from tests.conftest import seed_url
+
+    base = redis_url.rsplit("/", 1)[0]
+    deployments = []
+    for name, db in (("staging", 13), ("production", 14)):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        upgrade(url)
+        seed_url(url)
+        var = tmp_path / name
+        var.mkdir()
+        deployments.append(ServerProcess(server_env(url, var, KEFU_BROKER_URL=f"{base}/{db}"), free_port()).start())
+    staging, production = deployments
+    try:
+        with httpx.Client(base_url=staging.url, timeout=10) as staging_b1, \
+                httpx.Client(base_url=production.url, timeout=10) as production_b1, \
+                httpx.Client(base_url=production.url, timeout=10) as production_m1:
+            staging_token = sign_in(staging_b1, "b1", target="m1")
+            production_token = sign_in(production_b1, "b1", target="m1")
+            sign_in(production_m1, "m1")
+            staging_cid, production_cid = conversation_id(staging_b1, "m1"), conversation_id(production_b1, "m1")
+            assert staging_cid == production_cid  # the same ids on both: only the namespace keeps them apart
+            with production_m1.stream("GET", "/events") as response:
+                stream = SSEReader(response)
+                stream.next_of("ping")
+                post(staging_b1, staging_token, staging_cid, "测试环境的消息")
+                post(production_b1, production_token, production_cid, "生产环境的消息")
+                event = stream.next_of("message")
+            assert "生产环境的消息" in event.data and "测试环境" not in event.data
+    finally:
+        for server in deployments:
+            server.stop()

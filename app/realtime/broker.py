@@ -45,25 +45,54 @@ class BrokerStatus:
         self.reason = ""
 
 
+def channel_namespace(broker_url: str, explicit: str = "") -> str:
+    """What every pub/sub channel name of this deployment starts with. Redis keys live in the URL's database, but
+    pub/sub channels are shared by every database of a server: without this, a staging deployment on db 6 and
+    production on db 5 heard each other's messages. KEFU_BROKER_NAMESPACE when set, else "kefu:<database number>:"."""
+    if explicit:
+        return f"{explicit}:"
+    from redis.connection import parse_url
+
+    try:
+        database = parse_url(broker_url).get("db", 0)
+    except ValueError:
+        database = 0
+    return f"kefu:{database}:"
+
+
 class ResilientRedisBackend(RedisChannelsPubSubBackend):
-    def __init__(self, redis: Redis, status: BrokerStatus, key_prefix: str = "kefu_channels") -> None:
+    """Litestar's Redis pub/sub backend that survives outages and keeps its channels in the deployment's namespace
+    (channel_namespace): the app names channels as ever, Redis sees them prefixed."""
+
+    def __init__(self, redis: Redis, status: BrokerStatus, namespace: str = "kefu:0:",
+                 key_prefix: str = "kefu_channels") -> None:
         super().__init__(redis=redis, key_prefix=key_prefix)
         self.status = status
+        self.namespace = namespace
         # redis-py's PubSub opens its connection on the first subscribe; two first subscribes at once each
         # open one and only the last is read, so streams opened together went deaf. One at a time.
         self._subscribing = asyncio.Lock()
 
+    def _named(self, channels: Any) -> list[str]:
+        return [self.namespace + channel for channel in channels]
+
+    def _unnamed(self, channel: str) -> str:
+        return channel[len(self.namespace):] if channel.startswith(self.namespace) else channel
+
     async def subscribe(self, channels: Any) -> None:
+        """Subscribe to these channels (in this deployment's namespace), one subscribe at a time."""
         async with self._subscribing:
-            await super().subscribe(channels)
+            await super().subscribe(self._named(channels))
 
     async def unsubscribe(self, channels: Any) -> None:
+        """Unsubscribe from these channels (in this deployment's namespace)."""
         async with self._subscribing:
-            await super().unsubscribe(channels)
+            await super().unsubscribe(self._named(channels))
 
     async def publish(self, data: bytes, channels: Any) -> None:
+        """Publish on these channels of this deployment; an outage is noted on /healthz and raised."""
         try:
-            await super().publish(data, channels)
+            await super().publish(data, self._named(channels))
         except (RedisError, OSError) as error:
             self.status.down(error)
             raise
@@ -73,8 +102,8 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
         delay = 0.2
         while True:
             try:
-                async for event in super().stream_events():
-                    yield event
+                async for channel, data in super().stream_events():
+                    yield self._unnamed(channel), data
             except (RedisError, OSError) as error:
                 self.status.down(error)
             while True:  # wait for Redis to answer again
@@ -92,4 +121,4 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
 
     def subscribed_channels(self) -> list[str]:
         pubsub = self._pub_sub
-        return [c.decode() for c in pubsub.channels.keys() - pubsub.pending_unsubscribe_channels]
+        return [self._unnamed(c.decode()) for c in pubsub.channels.keys() - pubsub.pending_unsubscribe_channels]

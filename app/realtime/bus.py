@@ -15,7 +15,7 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 
 from app.chat.messages import Sent
 from app.db.models import User
-from app.realtime.broker import BrokerStatus, ResilientRedisBackend
+from app.realtime.broker import BrokerStatus, ResilientRedisBackend, channel_namespace
 from app.templating import render_message
 
 log = logging.getLogger("kefu.bus")
@@ -28,12 +28,15 @@ def person_channel(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-def make_channels_plugin(broker_url: str, status: BrokerStatus) -> ChannelsPlugin:
+def make_channels_plugin(broker_url: str, status: BrokerStatus, namespace: str = "") -> ChannelsPlugin:
+    """Litestar channels: in memory, or Redis at `broker_url` with this deployment's channel namespace
+    (`namespace`: KEFU_BROKER_NAMESPACE, else derived from the URL's database)."""
     if broker_url:
         from redis.asyncio import Redis
 
         redis = Redis.from_url(broker_url, socket_connect_timeout=2, health_check_interval=15)
-        backend: ChannelsBackend = ResilientRedisBackend(redis=redis, status=status)
+        backend: ChannelsBackend = ResilientRedisBackend(
+            redis=redis, status=status, namespace=channel_namespace(broker_url, namespace))
     else:
         backend = MemoryChannelsBackend()
     # No backlog limit: a full subscriber queue drops events silently, and a stream is its queue (a slow tab must

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from app.realtime.broker import channel_namespace
 from app.realtime.bus import ADMINS, Bus, person_channel
 
 log = logging.getLogger("kefu.signout")
@@ -36,7 +37,8 @@ async def announce(bus: Bus, session_keys: list[str], channels: list[str]) -> No
         await bus.publish(signed_out(session_keys), channels)
 
 
-def announce_through_broker(broker_url: str, session_keys: list[str], channels: list[str]) -> bool:
+def announce_through_broker(broker_url: str, session_keys: list[str], channels: list[str],
+                            namespace: str = "") -> bool:
     """For the `kefu` command: publishes straight to Redis (as Litestar's Redis pub/sub backend does: the JSON
     on each channel). False when there is no broker or it did not answer (the sessions are ended all the same;
     admins' streams then end at their next ping)."""
@@ -48,8 +50,9 @@ def announce_through_broker(broker_url: str, session_keys: list[str], channels: 
     data = json.dumps(signed_out(session_keys))
     try:
         with Redis.from_url(broker_url, socket_connect_timeout=2, socket_timeout=2) as redis:
+            prefix = channel_namespace(broker_url, namespace)
             for channel in channels:
-                redis.publish(channel, data)
+                redis.publish(prefix + channel, data)
     except RedisError as error:
         log.warning("could not tell open streams that sessions ended: %s", error)
         return False
