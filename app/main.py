@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from anyio import to_thread
 from litestar import Litestar, Router, get
 from litestar.config.csrf import CSRFConfig
-from litestar.datastructures import State
+from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
@@ -178,7 +178,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SendQuickReplyController,
             events,
             healthz,
-            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),
+            # URLs carry a hash of the file's content (templating.static_url): a changed file has a new URL
+            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False,
+                                       cache_control=CacheControlHeader(max_age=365 * 24 * 3600, immutable=True)),
         ],
         dependencies={"db": Provide(provide_db)},
         plugins=[channels],

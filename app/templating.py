@@ -3,6 +3,7 @@ for the event stream (replay) outside any request."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from functools import cache
 
@@ -12,6 +13,15 @@ from app import ROOT
 from app.i18n import gettext, ngettext
 
 TEMPLATE_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+
+@cache
+def static_url(path: str) -> str:
+    """The URL of a file under static/, versioned by a hash of its content ("/static/js/kefu.js?v=3f2a…"): browsers
+    may keep it for a year, and an upgrade changes the URL of every file that changed. Read once per process."""
+    content = (STATIC_DIR / path).read_bytes()
+    return f"/static/{path}?v={hashlib.sha256(content).hexdigest()[:12]}"
 
 
 def iso(value: datetime | None) -> str:
@@ -69,6 +79,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["static"] = static_url
     env.filters.update(iso=iso, clock=clock, preview=preview, thumb_width=thumb_width, thumb_height=thumb_height,
                        filesize=filesize)
     return env
