@@ -7,10 +7,10 @@ import gettext as _gettext
 from contextvars import ContextVar
 from functools import cache
 
-from app import ROOT
+from app import PACKAGE
 
 DOMAIN = "kefu"
-LOCALE_DIR = ROOT / "locale"
+LOCALE_DIR = PACKAGE / "locale"
 SUPPORTED = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 

@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import ROOT
+from app import PACKAGE
 from app.chat.conversations import recent_peers
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             events,
             healthz,
             # URLs carry a hash of the file's content (templating.static_url): a changed file has a new URL
-            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False,
+            create_static_files_router(path="/static", directories=[PACKAGE / "static"], include_in_schema=False,
                                        cache_control=CacheControlHeader(max_age=365 * 24 * 3600, immutable=True)),
         ],
         dependencies={"db": Provide(provide_db)},

@@ -9,11 +9,11 @@ from functools import cache
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app import ROOT
+from app import PACKAGE
 from app.i18n import gettext, ngettext
 
-TEMPLATE_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
+TEMPLATE_DIR = PACKAGE / "templates"
+STATIC_DIR = PACKAGE / "static"
 
 
 @cache

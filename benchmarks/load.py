@@ -1279,7 +1279,7 @@ def commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "app", "templates", "migrations"], cwd=ROOT,
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "app"], cwd=ROOT,
                                  capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -10,12 +10,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from app import ROOT
+from app import PACKAGE
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config(str(PACKAGE / "alembic.ini"))
+    config.set_main_option("script_location", str(PACKAGE / "migrations"))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config
@@ -32,8 +32,8 @@ def downgrade(database_url: str, revision: str) -> None:
 @cache
 def head_revision() -> str:
     """The revision the code's schema is at (the head of migrations/), read once per process."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config(str(PACKAGE / "alembic.ini"))
+    config.set_main_option("script_location", str(PACKAGE / "migrations"))
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None, "migrations/ has no head revision"
     return head
