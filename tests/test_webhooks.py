@@ -45,7 +45,7 @@ from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import Webhook, WebhookDelivery, utcnow
 from app.realtime.webhook_worker import WebhookWorker
 from tests.support import ROOT, TEST_SECRET, ServerProcess, free_port, server_env
-from tests.test_api import Ran, kefu, new_key, with_session
+from tests.test_api import Ran, error_lines, kefu, new_key, with_session
 
 FAST = {"KEFU_WEBHOOK_BACKOFF_SECONDS": "0.2", "KEFU_WEBHOOK_POLL_SECONDS": "0.2"}
 SECRET_RE = re.compile(r"^secret: (\S+)$", re.MULTILINE)
@@ -231,7 +231,7 @@ def test_webhook_add_list_remove_and_which_events_each_gets(database_url: str, t
     bad_url = kefu(database_url, tmp_path, "webhook", "add", "ftp://shop.example/hook")
     bad_event = kefu(database_url, tmp_path, "webhook", "add", "https://shop.example/x", "--events", "order.paid")
     for refused in (bad_url, bad_event):
-        assert refused.code != 0 and len(refused.err.strip().splitlines()) == 1, refused.err
+        assert refused.code != 0 and len(error_lines(refused.err)) == 1, refused.err
 
     listed = kefu(database_url, tmp_path, "webhook", "list")
     assert listed.code == 0, listed.err
@@ -258,7 +258,7 @@ def test_webhook_add_list_remove_and_which_events_each_gets(database_url: str, t
     assert removed.code == 0, removed.err
     assert events_stored() == [(everything, "message.created")]  # the conversation exists already
     again = kefu(database_url, tmp_path, "webhook", "remove", str(messages_only))
-    assert again.code != 0 and str(messages_only) in again.err and len(again.err.strip().splitlines()) == 1
+    assert again.code != 0 and str(messages_only) in again.err and len(error_lines(again.err)) == 1
 
 
 # --- the retry schedule ---
