@@ -64,6 +64,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     message_limit: tuple[int, float] = (30, 10.0)  # messages per person per seconds
     upload_limit: tuple[int, float] = (10, 60.0)
+    decode_limit: tuple[int, float] = (20, 60.0)  # images decoded per person per seconds, whether accepted or not
     conversation_limit: tuple[int, float] = (30, 3600.0)  # new conversations a person starts per seconds
     stream_limit: tuple[int, float] = (60, 60.0)  # event stream opens per person (or admin) per seconds
     streams_per_person: int = 20

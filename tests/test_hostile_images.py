@@ -73,3 +73,25 @@ def test_a_png_with_damaged_pixel_data_is_refused_not_a_server_error(served) -> 
     _server, client, token, cid = served
     response = upload(client, cid, token, "半张图.png", png_with_truncated_pixels(), "image/png")
     assert response.status_code == 415 and "图片已损坏" in response.text
+
+
+def test_a_large_progressive_jpeg_is_bound_like_an_image_decoded_whole(served) -> None:  # type: ignore[no-untyped-def]
+    """A progressive JPEG keeps all its coefficients while decoding, whatever the draft scale: 25 million pixels of
+    it would cost hundreds of MB, so it gets the 16-million-pixel bound, not the 100 million of a baseline JPEG."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (5000, 5000)).save(out, "JPEG", quality=10, progressive=True, subsampling=0)
+    _server, client, token, cid = served
+    response = upload(client, cid, token, "渐进.jpg", out.getvalue(), "image/jpeg")
+    assert response.status_code == 413 and "图片尺寸太大" in response.text
+
+
+def test_decoding_images_is_limited_per_person_whether_or_not_they_are_accepted(served) -> None:  # type: ignore[no-untyped-def]
+    _server, client, token, cid = served
+    refused = [upload(client, cid, token, "炸弹.png", png_bomb(), "image/png").status_code for _ in range(20)]
+    assert refused == [413] * 20
+    response = upload(client, cid, token, "照片.png", png_zeros(100, 100), "image/png")
+    assert response.status_code == 429 and "图片发送太频繁" in response.text

@@ -41,7 +41,8 @@ def test_unacceptable_bodies_are_refused_and_nothing_is_stored(db: Session, body
 
 
 INVISIBLE = ["\u200b", "\ufeff", "\u2800", "\u3164", "\u2060", "\u200f", "\u200d", "\u202d", "\u115f\u1160",
-             "\uffa0", "\u034f", "\ufe0f", "\u3000\u200b\u00a0", "\u0301", "\U000e0020", "\u200b \u2800\n\u3164"]
+             "\uffa0", "\u034f", "\ufe0f", "\u3000\u200b\u00a0", "\u0301", "\U000e0020", "\u200b \u2800\n\u3164",
+             "\u303f", "\U0001d159", "\ufffc"]
 
 
 @pytest.mark.parametrize("body", INVISIBLE, ids=[f"U+{ord(b[0]):04X}" for b in INVISIBLE])

@@ -83,3 +83,17 @@ def test_with_every_connection_taken_by_silent_clients_the_server_serves_again_w
     finally:
         for sock in silent:
             sock.close()
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_its_whole_time(sqlite_url: str, tmp_path: Path) -> None:
+    """Each byte within the pause limit, never finishing: the body's whole time (30 s, or the length at 16 KiB/s;
+    2 s here) ends it."""
+    env = server_env(sqlite_url, tmp_path, KEFU_REQUEST_BODY_IDLE_SECONDS="1", KEFU_REQUEST_BODY_SECONDS="2")
+    process = ServerProcess(env, free_port()).start()
+    try:
+        with socket.create_connection(("127.0.0.1", process.port)) as sock:
+            sock.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
+                         b"\r\nContent-Length: 1000\r\n\r\n")
+            assert closed_within(sock, 6, trickle=b"a", every=0.4) < 4
+    finally:
+        process.stop()

@@ -200,7 +200,10 @@ def check_image(path: Path, key: str) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            if width * height > (MAX_JPEG_PIXELS if key == "jpeg" else MAX_DECODED_PIXELS):
+            # a progressive JPEG keeps every coefficient of the full image while it decodes, whatever the draft
+            # scale: it is bound like the formats decoded whole
+            reduced = key == "jpeg" and not image.info.get("progressive") and not image.info.get("progression")
+            if width * height > (MAX_JPEG_PIXELS if reduced else MAX_DECODED_PIXELS):
                 raise _too_large_image()
             _count_frames(image)
             image.verify()  # chunk checksums and structure, without decoding
@@ -243,7 +246,7 @@ def _make_thumbnail(path: Path, target: Path) -> tuple[int, int]:
 
 
 def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: BinaryIO, max_bytes: int,
-                admit: Admit | None = None) -> Sent:
+                admit: Admit | None = None, admit_decoding: Admit | None = None) -> Sent:
     """Check the file (size in bytes, type from its bytes, images decoded), write it (and a thumbnail) under
     `upload_dir`, then send it as an image or file message named `outgoing.body` through `send`.
     Raises InvalidInput (empty), TooLarge, UnsupportedType, or what `send` raises; nothing is left on disk then."""
@@ -275,6 +278,8 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
         if file_type.kind == "image":
             suffix = ".thumb.png" if key in ("png", "gif", "webp") else ".thumb.jpg"
             thumb_path = target.with_name(target.stem + suffix)
+            if admit_decoding is not None:  # decoding is the costly part: bounded per person, accepted or not
+                admit_decoding(outgoing.sender)
             width, height = _process_image(target, key, thumb_path)
             thumb = str(thumb_path.relative_to(upload_dir))
         attachment = Attachment(stored_path=str(relative), thumbnail_path=thumb, original_name=name,

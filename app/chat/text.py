@@ -3,7 +3,8 @@
 "Visible" follows Unicode properties (with the `regex` module, which knows them): a text must hold at least one
 character that is neither white space, a default-ignorable code point (zero-width spaces and joiners, the Hangul
 fillers, variation selectors, bidi marks: Unicode's DerivedCoreProperties), a control, format, unassigned or private
-character, a separator, a mark on its own, nor a character named a BLANK (U+2800 BRAILLE PATTERN BLANK).
+character, a separator, a mark on its own, nor a symbol whose Unicode name says it draws nothing (U+2800 BRAILLE
+PATTERN BLANK, U+303F, U+1D159, U+FFFC).
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ _CONTROL = regex.compile(r"\p{Cc}")
 _BIDI_CONTROL = regex.compile(r"\p{Bidi_Control}")
 
 
+# Symbols whose Unicode name says they draw nothing: U+2800 BRAILLE PATTERN BLANK, U+303F IDEOGRAPHIC HALF FILL
+# SPACE, U+1D159 MUSICAL SYMBOL NULL NOTEHEAD; and U+FFFC, which stands for an object that is not there.
+_EMPTY_NAMES = (" BLANK", " FILL SPACE", " NULL NOTEHEAD", "OBJECT REPLACEMENT CHARACTER")
+
+
 def is_visible(char: str) -> bool:
     """Whether one character leaves a mark on the screen by itself (see the module's rule)."""
-    return _NO_INK.match(char) is None and not unicodedata.name(char, "").endswith(" BLANK")
+    return _NO_INK.match(char) is None and not unicodedata.name(char, "").endswith(_EMPTY_NAMES)
 
 
 def has_visible(text: str) -> bool:

@@ -24,9 +24,10 @@ REFUSALS: dict[type[ChatError], int] = {InvalidInput: 422, TooLarge: 413, Unsupp
 
 
 def admit(state: State, kind: str) -> Admit:
-    """The rate limit of `kind` ("message" or "upload") as an `admit` for `send`: raises TooFrequent. Called by the
-    use case only once the work is valid, so refused work never counts."""
-    limit, window = state.settings.message_limit if kind == "message" else state.settings.upload_limit
+    """The rate limit of `kind` ("message", "upload", or "decode": images decoded, accepted or not) as an `admit`:
+    raises TooFrequent. `send` calls it only once the work is valid, so refused messages and uploads never count."""
+    limit, window = {"message": state.settings.message_limit, "upload": state.settings.upload_limit,
+                     "decode": state.settings.decode_limit}[kind]
 
     def _check(user_id: str) -> None:
         wait = state.limiter.hit(f"{kind}:{user_id}", limit, window)
@@ -34,6 +35,8 @@ def admit(state: State, kind: str) -> Admit:
             return
         if kind == "message":
             text = _("发送太频繁了：{window} 秒内最多 {limit} 条消息，请 {wait} 秒后再试。")
+        elif kind == "decode":
+            text = _("图片发送太频繁了：{window} 秒内最多 {limit} 张，请 {wait} 秒后再试。")
         else:
             text = _("上传太频繁了：{window} 秒内最多 {limit} 个文件，请 {wait} 秒后再试。")
         raise TooFrequent(text.format(window=int(window), limit=limit, wait=wait), wait)

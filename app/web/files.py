@@ -54,7 +54,7 @@ class FilesController(Controller):
             with state.sessions() as db:
                 outgoing = Outgoing(conversation_id, me.id, upload.filename)
                 sent = save_upload(db, Path(state.settings.upload_dir), outgoing, upload.file,
-                                   max_upload_bytes(state), admit(state, "upload"))
+                                   max_upload_bytes(state), admit(state, "upload"), admit(state, "decode"))
                 return sent, me
 
         return await send_and_deliver(state, _work)

@@ -19,6 +19,10 @@ MAX_HEAD_BYTES = 16 * 1024  # h11's default max_incomplete_event_size
 # From the environment, read again by every worker process uvicorn starts.
 HEAD_SECONDS = float(os.environ.get("KEFU_REQUEST_HEAD_SECONDS", "10") or 10)
 BODY_IDLE_SECONDS = float(os.environ.get("KEFU_REQUEST_BODY_IDLE_SECONDS", "20") or 20)
+# and a whole body must arrive at 16 KiB/s on average, or within 30 s for a small one: a byte every few seconds
+# would otherwise hold a connection for ever, each byte ending the pause.
+BODY_MIN_RATE = 16 * 1024
+BODY_MIN_SECONDS = float(os.environ.get("KEFU_REQUEST_BODY_SECONDS", "30") or 30)
 
 
 class HeadTooLarge(Exception):
@@ -34,6 +38,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _received = 0  # bytes received while in the head: bounds what httptools buffers of an unfinished header
     _parsed = 0  # bytes of the request line and headers parsed so far: catches a head that came in one piece
     _deadline: asyncio.TimerHandle | None = None
+    _body_due = 0.0  # loop time by which the whole body must be in
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """A new connection: its first request's head must come within HEAD_SECONDS."""
@@ -49,8 +54,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Counts the bytes of a head; each piece of a body gives the next one another BODY_IDLE_SECONDS."""
         if self._in_head:
             self._received += len(data)
-        elif self._in_body:
-            self._arm(BODY_IDLE_SECONDS, "request body")
+        elif self._in_body:  # another pause allowed, but never past the body's whole time
+            self._arm(min(BODY_IDLE_SECONDS, max(0.0, self._body_due - self.loop.time())), "request body")
         super().data_received(data)
         # After parsing: if the head ended within this chunk, the rest of the chunk was body.
         if self._in_head and self._received > MAX_HEAD_BYTES and not self.transport.is_closing():
@@ -74,10 +79,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        """The head is complete: its deadline gives way to the body's pauses."""
+        """The head is complete: its deadline gives way to the body's pauses and its whole time."""
         self._in_head, self._in_body = False, True
+        self._body_due = self.loop.time() + max(BODY_MIN_SECONDS, self._announced_length() / BODY_MIN_RATE)
         self._arm(BODY_IDLE_SECONDS, "request body")
         super().on_headers_complete()
+
+    def _announced_length(self) -> int:
+        for name, value in self.headers or ():
+            if name == b"content-length" and value.isdigit():
+                return int(value)
+        return 0
 
     def on_message_complete(self) -> None:
         """The whole request is in: no deadline while the app answers (an event stream answers for hours)."""
