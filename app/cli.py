@@ -39,6 +39,7 @@ def say_database(url: str) -> None:
 
 
 def warn_about(settings: Settings) -> None:
+    """Loud warnings on standard error for settings unfit for production (demo mode, the generated secret key)."""
     if settings.demo:
         click.secho("WARNING: demo mode is ON (KEFU_DEMO=1): anyone can sign in as anyone with ?user_id=. "
                     "Never use it in production.", fg="red", bold=True, err=True)
@@ -354,6 +355,7 @@ def webhook_add(url: str, events: str) -> None:
 
 @webhook.command("list")
 def webhook_list() -> None:
+    """List the webhooks: id, URL and events."""
     from app.chat.webhooks import list_webhooks
 
     with _database() as session:
@@ -367,6 +369,7 @@ def webhook_list() -> None:
 @webhook.command("remove")
 @click.argument("webhook_id", type=int)
 def webhook_remove(webhook_id: int) -> None:
+    """Remove a webhook and its pending deliveries."""
     from app.chat.webhooks import remove_webhook
 
     with _database() as session:

@@ -84,6 +84,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from KEFU_* variables (`env`, else the process environment and ./.env); ValueError for a
+        value that makes no sense."""
         if env is None:
             load_dotenv(Path.cwd() / ".env", override=False)
             env = dict(os.environ)

@@ -19,6 +19,7 @@ current_locale: ContextVar[str] = ContextVar("kefu_locale", default=DEFAULT_LOCA
 
 @cache
 def translations(locale: str) -> _gettext.NullTranslations:
+    """The gettext catalogue of `locale` (zh-CN text itself when there is none)."""
     return _gettext.translation(DOMAIN, LOCALE_DIR, languages=[locale], fallback=True)
 
 

@@ -46,6 +46,7 @@ class Window:
 
     @property
     def start(self) -> datetime:
+        """The first instant (UTC) of the first day shown."""
         return self.bounds[0]
 
 

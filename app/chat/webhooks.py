@@ -40,6 +40,7 @@ def add_webhook(session: Session, url: str, events: list[str], private_allowed: 
 
 
 def remove_webhook(session: Session, webhook_id: int) -> None:
+    """Removes a webhook and its deliveries (flushed); NotFound when there is none."""
     hook = session.get(Webhook, webhook_id)
     if hook is None:
         raise NotFound(f"no webhook {webhook_id}")
@@ -48,6 +49,7 @@ def remove_webhook(session: Session, webhook_id: int) -> None:
 
 
 def list_webhooks(session: Session) -> list[Webhook]:
+    """Every webhook, oldest first."""
     return list(session.scalars(select(Webhook).order_by(Webhook.id)))
 
 

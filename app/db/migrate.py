@@ -14,6 +14,7 @@ from app import PACKAGE
 
 
 def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for `database_url`, with the migrations shipped inside the package."""
     config = Config(str(PACKAGE / "alembic.ini"))
     config.set_main_option("script_location", str(PACKAGE / "migrations"))
     config.attributes["database_url"] = database_url
@@ -22,10 +23,12 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrates the database up to `revision` (default the head)."""
     command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
+    """Migrates the database down to `revision`."""
     command.downgrade(alembic_config(database_url), revision)
 
 

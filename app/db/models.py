@@ -30,6 +30,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+        """DATETIME(6) on MySQL/MariaDB (microseconds), DateTime elsewhere."""
         if dialect.name == "mysql":
             from sqlalchemy.dialects.mysql import DATETIME
 
@@ -37,6 +38,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        """An aware datetime stored as naive UTC."""
         if value is None:
             return None
         if value.tzinfo is not None:
@@ -44,12 +46,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
     def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        """A stored naive UTC datetime handed back aware."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:
+    """Now, as an aware UTC datetime."""
     return datetime.now(UTC)
 
 
