@@ -80,7 +80,8 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         http=BoundedHttpToolsProtocol,  # httptools, with h11's 16 KB limit and time limits on a request's head
         limit_concurrency=max_connections(),  # past it new connections get 503; the slow ones go within seconds
-        timeout_graceful_shutdown=3,
+        # on SIGTERM: streams end at once (app.web.stopping), requests in flight get this long to finish
+        timeout_graceful_shutdown=settings.shutdown_seconds,
         log_level="info",
     )
 

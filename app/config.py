@@ -60,6 +60,8 @@ class Settings:
     debug: bool = False
     sse_ping_seconds: float = 15.0
     session_recheck_seconds: float = 300.0  # how often a person's open stream checks that its session still stands
+    # on SIGTERM, how long requests in flight may take to finish before they are cancelled (streams end at once)
+    shutdown_seconds: float = 10.0
     frame_ancestors: str = "'self'"
     trusted_proxies: tuple[str, ...] = ()
     message_limit: tuple[int, float] = (30, 10.0)  # messages per person per seconds
@@ -105,6 +107,7 @@ class Settings:
             "debug": _flag(env.get("KEFU_DEBUG")),
             "sse_ping_seconds": float(env.get("KEFU_SSE_PING_SECONDS", "15") or 15),
             "session_recheck_seconds": float(env.get("KEFU_SESSION_RECHECK_SECONDS", "300") or 300),
+            "shutdown_seconds": float(env.get("KEFU_SHUTDOWN_SECONDS", "10") or 10),
             "webhook_backoff_seconds": float(env.get("KEFU_WEBHOOK_BACKOFF_SECONDS", "10") or 10),
             "webhook_poll_seconds": float(env.get("KEFU_WEBHOOK_POLL_SECONDS", "1") or 1),
             "webhook_private_targets": _flag(env.get("KEFU_WEBHOOK_PRIVATE_TARGETS")),

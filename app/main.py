@@ -33,7 +33,7 @@ from app.realtime.presence import Announce, Presence, RedisPresence
 from app.realtime.stream import StreamRegistry
 from app.realtime.webhook_worker import WebhookWorker
 from app.templating import environment
-from app.web import bodies, redact
+from app.web import bodies, redact, stopping
 from app.web.admin import AdminController
 from app.web.api import api_router
 from app.web.auth import AuthController
@@ -49,6 +49,7 @@ from app.web.requests import KefuRequest
 from app.web.security import SecurityHeadersMiddleware, UntrustedForwardingWarning
 
 log = logging.getLogger("kefu")
+CANCELLED_AT_SHUTDOWN = stopping.CancelledAtShutdown()
 
 
 @get("/", include_in_schema=False)
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "broker": broker,
             "streams": StreamRegistry(settings.streams_per_person, settings.sse_ping_seconds),
             "limiter": RedisRateLimiter(settings.broker_url) if settings.broker_url else RateLimiter(),
+            "forget_stopping_hook": lambda: None,
         }
     )
 
@@ -157,8 +159,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await state.streams.start()
         await state.presence.start()
         await state.webhooks.start()
+        state.forget_stopping_hook = stopping.when_stopping(state.streams.drain)
+        logging.getLogger("uvicorn.error").addFilter(CANCELLED_AT_SHUTDOWN)
 
     async def stop_presence() -> None:
+        state.forget_stopping_hook()
+        logging.getLogger("uvicorn.error").removeFilter(CANCELLED_AT_SHUTDOWN)
         await state.webhooks.stop()
         await state.streams.stop()
         await state.presence.stop()

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import re
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,9 +46,12 @@ RenderMessage = Callable[[Message, object], str]
 # Put straight into a subscriber's queue by this process (never published): compared by value.
 PING = b"ping"
 CLOSE = b"close"  # too many streams of one person: the oldest gives way
+RESTART = b"restart"  # this process is stopping: the stream ends, and the browser reconnects (to another process)
 
 # data=None in SSE terms: a comment only. An empty `data:` line would make EventSource dispatch an empty message.
 CONNECTED = f": connected\nretry: {RETRY_MS}\n\n".encode()
+# A stopping process spreads its streams' reconnects over this window (milliseconds), not all at one instant.
+RESTART_RETRY_MS = (250, 3000)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -113,11 +117,16 @@ class StreamRegistry:
         self._slot_of: dict[Subscriber, int] = {}
         self._next_slot = 0
         self._ticker: asyncio.Task[None] | None = None
+        self.draining = False
 
     def __len__(self) -> int:
         return len(self._slot_of)
 
     def add(self, user_id: str, subscriber: Subscriber) -> None:
+        """Register an open stream (after its subscription); past `limit` streams of one person the oldest is told
+        to close. While draining, the new stream is told to end at once."""
+        if self.draining:
+            subscriber.put_nowait(RESTART)
         streams = self._by_person[user_id]
         streams.append(subscriber)
         while len(streams) > self.limit:
@@ -137,6 +146,15 @@ class StreamRegistry:
         slot = self._slot_of.pop(subscriber, None)
         if slot is not None:
             self._slots[slot].discard(subscriber)
+
+    def drain(self) -> int:
+        """The process is stopping: every open stream, and any opened from now on, ends after a `retry:` hint, so
+        that its browser reconnects (through the load balancer, to a process that stays) and replays from its
+        Last-Event-ID. Returns how many streams were told."""
+        self.draining = True
+        for subscriber in tuple(self._slot_of):
+            subscriber.put_nowait(RESTART)
+        return len(self._slot_of)
 
     async def run_pings(self) -> None:
         tick = self.ping_seconds / len(self._slots)
@@ -247,6 +265,8 @@ class EventStream:
             return with_id(self.watermark, PING_FIELDS), False
         if raw == CLOSE:
             return with_id(self.watermark, sse_fields("closed", "too-many-streams")), True
+        if raw == RESTART:
+            return b": the server is restarting\nretry: %d\n\n" % random.randint(*RESTART_RETRY_MS), True
         frame = frame_of(raw)
         if frame.kind == "signed_out":  # logged out, or an admin's password changed or account disabled
             if self.viewer.session and self.viewer.session in frame.sessions:

@@ -13,6 +13,8 @@ import os
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.web import stopping
+
 MAX_HEAD_BYTES = 16 * 1024  # h11's default max_incomplete_event_size
 # A request's head must be complete this many seconds after it began (or after the connection opened): a client
 # that sends nothing, or a header line now and then, is let go. A body may pause this long between its bytes.
@@ -44,6 +46,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """A new connection: its first request's head must come within HEAD_SECONDS."""
         super().connection_made(transport)
         self._arm(HEAD_SECONDS, "request head")
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping and tells every connection: the app hears it first (`app.web.stopping.begin`, once
+        per process), so that its event streams end instead of being cancelled."""
+        stopping.begin()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The connection ended: no deadline is left behind."""
