@@ -249,7 +249,8 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
                 admit: Admit | None = None, admit_decoding: Admit | None = None) -> Sent:
     """Check the file (size in bytes, type from its bytes, images decoded), write it (and a thumbnail) under
     `upload_dir`, then send it as an image or file message named `outgoing.body` through `send`.
-    Raises InvalidInput (empty), TooLarge, UnsupportedType, or what `send` raises; nothing is left on disk then."""
+    Raises InvalidInput (empty), TooLarge, UnsupportedType, or what `send` raises; nothing is left on disk then, nor
+    when it is a retry (same Idempotency-Key) of an upload already stored: `send` answers with that message."""
     name = display_name(outgoing.body)
     file.seek(0, os.SEEK_END)
     size = file.tell()
@@ -284,9 +285,16 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
             thumb = str(thumb_path.relative_to(upload_dir))
         attachment = Attachment(stored_path=str(relative), thumbnail_path=thumb, original_name=name,
                                 content_type=content_type, size=size, width=width, height=height)
-        return send(session, replace(outgoing, body=name, kind=file_type.kind, attachment=attachment), admit)
+        sent = send(session, replace(outgoing, body=name, kind=file_type.kind, attachment=attachment), admit)
     except BaseException:  # nothing half-stored: no file without its message
-        target.unlink(missing_ok=True)
-        if thumb_path is not None:
-            thumb_path.unlink(missing_ok=True)
+        _remove(target, thumb_path)
         raise
+    if sent.repeated:  # a retry of an upload already stored: the earlier copy is the message's
+        _remove(target, thumb_path)
+    return sent
+
+
+def _remove(target: Path, thumb_path: Path | None) -> None:
+    target.unlink(missing_ok=True)
+    if thumb_path is not None:
+        thumb_path.unlink(missing_ok=True)

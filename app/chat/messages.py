@@ -53,7 +53,8 @@ class Outgoing:
 
     `sender_id` None is a system notice from the marketplace; `body` is the raw text (checked here) or, for an
     image or file, its display name; `attachment` is the stored file's record without its message id;
-    `idempotency` is (API key id, Idempotency-Key) for API retries."""
+    `idempotency` is (API key id, Idempotency-Key) for API retries; `client_key` is the Idempotency-Key a page sent
+    the message with (CLIENT_KEY's form, unique per sender), stored on the message."""
 
     conversation_id: int
     sender_id: str | None
@@ -61,6 +62,7 @@ class Outgoing:
     kind: str = "text"
     attachment: Attachment | None = None
     idempotency: tuple[int, str] | None = None
+    client_key: str | None = None
 
     @property
     def sender(self) -> str:
@@ -89,7 +91,8 @@ def send(session: Session, outgoing: Outgoing, admit: Admit | None = None) -> Se
     sender takes part, answers an Idempotency-Key retry with the earlier message, validates the body, lets `admit`
     refuse (rate limits: called only for work that will be stored), stores the message, its attachment, the webhook
     outbox row and the key, moves both members' activity and the sender's read watermark, and commits.
-    Raises NotFound, Forbidden, InvalidInput (KeyReused), SendTooSlow, or whatever `admit` raises; on any error
+    Raises NotFound, Forbidden, InvalidInput (KeyReused: a key used for another message, or a client key another
+    conversation's send took at the same moment), SendTooSlow, or whatever `admit` raises; on any error
     nothing is stored (the session is rolled back)."""
     try:
         return _send(session, outgoing, admit)
@@ -107,15 +110,21 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
     if outgoing.sender_id is not None and outgoing.sender_id not in participants:
         raise Forbidden("not a participant")
     body = clean_body(outgoing.body) if outgoing.kind in ("text", "system") else outgoing.body or ""
-    if outgoing.idempotency is not None and (earlier := _earlier(session, outgoing, body)) is not None:
-        session.rollback()
+    if (earlier := _earlier(session, outgoing, body)) is not None:
+        session.commit()  # nothing written: frees the lock, and (unlike a rollback) leaves what was loaded as it is
         return Sent(earlier, participants, repeated=True)
     if outgoing.sender_id is None:
         _ensure_system_sender(session)
     if admit is not None:
         admit(outgoing.sender)
     started = time.monotonic()
-    message = _store(session, outgoing, body)
+    try:
+        message = _store(session, outgoing, body)
+    except IntegrityError:
+        if outgoing.client_key is None:
+            raise
+        # the same sender's key stored at this moment for another conversation (this one's lock did not order them)
+        raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。")) from None
     if outgoing.idempotency is not None:
         session.add(IdempotencyKey(api_key_id=outgoing.idempotency[0], key=outgoing.idempotency[1],
                                    message_id=message.id))
@@ -134,7 +143,7 @@ def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
     connection = session.connection()
     now = utcnow()
     values = {"conversation_id": outgoing.conversation_id, "sender_id": outgoing.sender, "kind": outgoing.kind,
-              "body": body, "created_at": now}
+              "body": body, "created_at": now, "client_key": outgoing.client_key}
     message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
     moved = {"cid": outgoing.conversation_id, "mid": message_id, "now": now, "sender": outgoing.sender}
     connection.execute(_MOVE_CONVERSATION, moved)
@@ -153,16 +162,22 @@ def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
 
 
 def _earlier(session: Session, outgoing: Outgoing, body: str) -> Message | None:
-    """The message an earlier request with this Idempotency-Key stored, if it was the same request; KeyReused if the
-    key was used for another one."""
-    assert outgoing.idempotency is not None
-    api_key_id, key = outgoing.idempotency
-    record = session.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == api_key_id,
-                                                         IdempotencyKey.key == key))
-    if record is None:
+    """The message an earlier request with this Idempotency-Key (the API's, or the page's `client_key`) stored, if it
+    was the same request; None without a key or before the first store; KeyReused if the key was used for another
+    message. Called with the conversation row locked: two retries at once take turns."""
+    if outgoing.client_key is not None:
+        earlier = session.scalar(select(Message).where(Message.sender_id == outgoing.sender,
+                                                       Message.client_key == outgoing.client_key))
+    elif outgoing.idempotency is not None:
+        api_key_id, key = outgoing.idempotency
+        record = session.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == api_key_id,
+                                                             IdempotencyKey.key == key))
+        earlier = None if record is None else session.get(Message, record.message_id)
+    else:
         return None
-    earlier = session.get(Message, record.message_id)
-    same = earlier is not None and (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body) == (
+    if earlier is None:
+        return None
+    same = (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body) == (
         outgoing.conversation_id, outgoing.sender, outgoing.kind, body)
     if not same:
         raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))

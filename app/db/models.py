@@ -108,7 +108,8 @@ class Member(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id", "conversation_id", "id"),)
+    __table_args__ = (Index("ix_messages_conversation_id", "conversation_id", "id"),
+                      Index("uq_messages_sender_client_key", "sender_id", "client_key", unique=True))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(BigId, ForeignKey("conversations.id", ondelete="CASCADE"))
@@ -116,6 +117,8 @@ class Message(Base):
     kind: Mapped[str] = mapped_column(String(16), default="text")
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # the Idempotency-Key the page sent it with (unique per sender): a retried send finds it instead of storing again
+    client_key: Mapped[str | None] = mapped_column(String(64), default=None)
     # loaded for whole pages of messages in one extra query, never one per message
     attachment: Mapped[Attachment | None] = relationship(lazy="selectin", viewonly=True)
 

@@ -33,7 +33,7 @@ from app.realtime import signout
 from app.realtime.bus import Delivery
 from app.web import bodies
 from app.web.audit_gate import record_unauthenticated
-from app.web.delivery import Work, admit, send_and_deliver
+from app.web.delivery import Work, admit, client_key, send_and_deliver
 from app.web.deps import current_admin, current_person, parse_id
 from app.web.errors import public_error
 from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
@@ -183,7 +183,7 @@ def text_sender(request: Request, state: State, raw_cid: str, body: str | None) 
     def _work() -> tuple[msgs.Sent, User]:
         with state.sessions() as db:
             me = current_person(request, db, write=True, lookup=get_person_detached)
-            outgoing = msgs.Outgoing(parse_id(raw_cid), me.id, body)
+            outgoing = msgs.Outgoing(parse_id(raw_cid), me.id, body, client_key=client_key(request))
             return msgs.send(db, outgoing, admit(state, "message")), me
 
     return _work

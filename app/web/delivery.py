@@ -3,10 +3,11 @@ one delivery step every controller that sends uses (store in a worker thread, pu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from anyio import to_thread
-from litestar import Response
+from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.enums import MediaType
 
@@ -21,6 +22,21 @@ from app.web.errors import composer_error
 Work = Callable[[], tuple[Sent, User | None]]
 REFUSALS: dict[type[ChatError], int] = {InvalidInput: 422, TooLarge: 413, UnsupportedType: 415, TooFrequent: 429,
                                         SendTooSlow: 503, Busy: 503}
+
+
+CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")  # the page sends 22 characters of base64url (128 random bits)
+
+
+def client_key(request: Request) -> str | None:
+    """The page's Idempotency-Key for this send (None when it sends none), which makes its retries store one message
+    (`Outgoing.client_key`). Raises InvalidInput (422, naming the header) unless it is 8–64 characters of
+    A–Z a–z 0–9 _ -."""
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    if not CLIENT_KEY.fullmatch(raw):
+        raise InvalidInput(_("Idempotency-Key 无效：应为 8–64 个字母、数字、_ 或 -。"))
+    return raw
 
 
 def admit(state: State, kind: str) -> Admit:

@@ -19,7 +19,7 @@ from app.chat.files import save_upload
 from app.chat.messages import Outgoing, Sent
 from app.db.models import Attachment, Member, Message, User
 from app.i18n import gettext as _
-from app.web.delivery import admit, send_and_deliver
+from app.web.delivery import admit, client_key, send_and_deliver
 from app.web.deps import current_admin, parse_id, signed_in_people, writer_in
 
 Db = NamedDependency[Session]
@@ -52,7 +52,7 @@ class FilesController(Controller):
             if not isinstance(upload, UploadFile):
                 raise InvalidInput(_("请选择要发送的文件。"))
             with state.sessions() as db:
-                outgoing = Outgoing(conversation_id, me.id, upload.filename)
+                outgoing = Outgoing(conversation_id, me.id, upload.filename, client_key=client_key(request))
                 sent = save_upload(db, Path(state.settings.upload_dir), outgoing, upload.file,
                                    max_upload_bytes(state), admit(state, "upload"), admit(state, "decode"))
                 return sent, me

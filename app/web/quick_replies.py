@@ -17,7 +17,7 @@ from app.chat import quick_replies as replies
 from app.chat.errors import InvalidInput
 from app.db.models import User
 from app.web import bodies
-from app.web.delivery import admit, send_and_deliver
+from app.web.delivery import admit, client_key, send_and_deliver
 from app.web.deps import current_person, parse_id
 
 Db = NamedDependency[Session]
@@ -93,6 +93,7 @@ class SendQuickReplyController(Controller):
             with state.sessions() as db:
                 me = current_person(request, db, write=True)
                 reply = replies.get_own(db, me, parse_id(rid))
-                return msgs.send(db, msgs.Outgoing(parse_id(cid), me.id, reply.body), admit(state, "message")), me
+                outgoing = msgs.Outgoing(parse_id(cid), me.id, reply.body, client_key=client_key(request))
+                return msgs.send(db, outgoing, admit(state, "message")), me
 
         return await send_and_deliver(state, _work)
