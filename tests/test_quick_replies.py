@@ -109,7 +109,7 @@ def test_the_owner_sees_their_own_in_the_third_column(m1: Party) -> None:
     assert [b.text() for b in buttons] == MERCHANT
     for button in buttons:
         assert (button.get("data-quick-reply-id") or "").isdigit()
-        assert button.get("hx-post") == f"/chat/c/{m1.cid}/quick-replies/{button.get('data-quick-reply-id')}"
+        assert button.get("data-send-url") == f"/chat/c/{m1.cid}/quick-replies/{button.get('data-quick-reply-id')}"
     panel = m1.client.get("/chat/quick-replies", params={"cid": str(m1.cid)})
     assert panel.status_code == 200
     assert shown_bodies(panel.text) == MERCHANT
@@ -206,7 +206,7 @@ def test_the_owner_creates_edits_reorders_and_deletes(m1: Party, db: Session) ->
     assert shown_bodies(panel.text) == expected  # as it is after a reload
     # the owner's buttons send into the open conversation
     for button in shown(panel.text):
-        assert (button.get("hx-post") or "").startswith(f"/chat/c/{cid}/quick-replies/")
+        assert (button.get("data-send-url") or "").startswith(f"/chat/c/{cid}/quick-replies/")
     for other in ("m2", "m3"):
         assert bodies(db, other) == MERCHANT  # no one else's changed
 

@@ -170,11 +170,13 @@
       return false;
     }
     $('[data-testid="thread-empty"]', thread)?.remove();
+    if (article.dataset.clientKey) pendingRow(article.dataset.clientKey)?.remove(); // this send, now stored
     const scroller = $(".thread-scroll");
     const stick = !scroller || nearBottom(scroller) || article.dataset.senderId === me;
     const row = messageRow(article, thread);
-    const later = $$('[data-testid="message"]', thread).find((m) => Number(m.dataset.messageId) > id);
-    if (later) thread.insertBefore(row, later.closest(".msg-row"));
+    const later = $$('[data-testid="message"]', thread).find((m) => Number(m.dataset.messageId) > id)
+      ?.closest(".msg-row") || $(".msg-row.pending", thread); // sends not yet answered stay below
+    if (later) thread.insertBefore(row, later);
     else thread.appendChild(row);
     localizeTimes(row);
     if (stick) scrollToBottom();
@@ -345,11 +347,14 @@
   }
   const readQueue = new Map(); // conversation id -> highest message id seen, not yet told to the server
   let readTimer = null;
-  function queueRead(cid, upTo) {
+  let readDelay = 0; // after a failure: the next try waits this long (ms), doubling up to 15 s
+  function queueRead(cid, upTo, wait = 150) {
     readQueue.set(cid, Math.max(readQueue.get(cid) || 0, upTo));
     clearTimeout(readTimer);
-    readTimer = setTimeout(flushReads, 150);
+    readTimer = setTimeout(flushReads, wait);
   }
+  // Tells the server what was read. A receipt that got no answer, or a proxy's or a stopping server's 5xx, is
+  // tried again, by itself, until it is told (the server's watermark only moves forward, so a repeat is harmless).
   function flushReads() {
     clearTimeout(readTimer);
     for (const [cid, upTo] of readQueue) {
@@ -358,13 +363,15 @@
         method: "POST",
         headers: requestHeaders(),
         body: new URLSearchParams({ up_to: String(upTo) }),
+        signal: AbortSignal.timeout(20000),
       }).then((r) => {
         if (r.status >= 500) throw new Error(String(r.status));
+        readDelay = 0;
         const total = r.headers.get("X-Kefu-Total-Unread");
         if (r.ok && total !== null) applyServerTotal(Number(total), Number(r.headers.get("X-Kefu-As-Of")), new Map());
       }).catch(() => {
-        // not told: try again when the stream is back (the server's watermark only moves forward)
-        readQueue.set(cid, Math.max(readQueue.get(cid) || 0, upTo));
+        readDelay = Math.min(Math.max(readDelay * 2, 1000), 15000);
+        queueRead(cid, upTo, readDelay);
       });
     }
   }
@@ -481,6 +488,7 @@
         delay = 1000;
         lastSignal = Date.now();
         conn()?.setAttribute("data-state", "open");
+        retrySoon(); // the server is reachable again: waiting sends go now
         if (everOpened) caughtUp(); // counts, order and read receipts may have moved while we were away
         everOpened = true;
       };
@@ -566,73 +574,184 @@
     e.preventDefault();
     area.form.requestSubmit();
   });
-  const sendForms = ".composer, .upload-form, .quick-send";
-  function composerError(el) {
-    return el.closest(".composer-bar, .col-thread")?.querySelector(".composer-error") || $(".composer-error");
+  // --- sending: the outbox. Each message gets its own key (Idempotency-Key) and is tried until the server
+  // answers, one at a time in the order sent: a dropped connection, a proxy's 502 or a restarting server (503)
+  // neither loses it nor sends it twice (the server stores one message per key). It shows in the thread at once,
+  // "发送中…", then "重试中…" while it waits to try again; a refusal (too long, too frequent…) puts the text back.
+  const RETRY = new Set([0, 500, 502, 503, 504]); // no answer, or a server or proxy that could not answer
+  const outbox = []; // {key, cid, url, body, text, file}: waiting, oldest first; outbox[0] may be on the wire
+  let onWire = false;
+  let retryTimer = null;
+  let retryDelay = 0;
+  function newKey() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
-  document.addEventListener("htmx:afterRequest", (e) => {
-    const form = e.detail.elt.closest?.(sendForms);
-    if (!form) return;
-    const error = composerError(form);
-    const xhr = e.detail.xhr;
-    if (form.classList.contains("upload-form")) finishUpload(form);
-    if (xhr.status === 201) {
-      if (error) error.textContent = "";
-      if (form.classList.contains("composer")) form.reset();
-      const article = parseMessage(xhr.responseText);
-      if (article) onMessage(article);
-    } else if (xhr.status >= 400 && error) {
-      const tpl = document.createElement("template");
-      tpl.innerHTML = xhr.responseText;
-      error.textContent = tpl.content.textContent.trim() || "发送失败，请重试。";
+  function enqueue(item) {
+    item.key = newKey();
+    item.state = "sending";
+    outbox.push(item);
+    showPending(item);
+    pump();
+  }
+  function pump() {
+    if (onWire || retryTimer || !outbox.length) return;
+    onWire = true;
+    attempt(outbox[0]);
+  }
+  // Try the waiting sends now (the network is back, the stream reopened): no need to wait out the delay.
+  function retrySoon() {
+    if (!retryTimer) return;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    pump();
+  }
+  function attempt(item) {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", item.url);
+    for (const [name, value] of Object.entries(requestHeaders())) xhr.setRequestHeader(name, value);
+    xhr.setRequestHeader("Idempotency-Key", item.key);
+    xhr.timeout = item.file ? 0 : 20000; // a send that hangs is tried again (the key makes that safe)
+    if (item.file) {
+      const bar = progressBar();
+      if (bar) { bar.hidden = false; bar.value = 0; }
+      xhr.upload.onprogress = (e) => {
+        if (bar && e.lengthComputable) bar.value = Math.round((e.loaded / e.total) * 100);
+      };
     }
+    xhr.onload = () => settle(item, xhr.status, xhr);
+    xhr.onerror = xhr.ontimeout = xhr.onabort = () => settle(item, 0, xhr);
+    xhr.send(item.body);
+  }
+  function settle(item, status, xhr) {
+    onWire = false;
+    if (item.file) { const bar = progressBar(); if (bar) bar.hidden = true; }
+    if (RETRY.has(status)) {
+      setSendState(item, "retrying");
+      const asked = Number(xhr.getResponseHeader("Retry-After")) * 1000 || 0;
+      retryDelay = Math.min(Math.max(retryDelay * 2, 1000, asked), 15000);
+      retryTimer = setTimeout(() => { retryTimer = null; pump(); }, retryDelay * (0.8 + Math.random() * 0.4));
+      return;
+    }
+    outbox.shift();
+    retryDelay = 0;
+    if (status === 200 || status === 201) {
+      const article = parseMessage(xhr.responseText);
+      pendingRow(item.key)?.remove();
+      if (article) onMessage(article);
+      const error = $(".composer-error");
+      if (error) error.textContent = "";
+    } else {
+      refused(item, status, xhr.responseText);
+    }
+    pump();
+  }
+  // The server said no (4xx): the message is not sent; say why, in Chinese, and give the text back.
+  function refused(item, status, html) {
+    pendingRow(item.key)?.remove();
+    const tpl = document.createElement("template");
+    tpl.innerHTML = html || "";
+    const ours = tpl.content.querySelector('[data-testid="composer-error"], [data-testid="error"]');
+    const why = ours?.textContent.trim() || {
+      401: "没有发出：登录已失效，请刷新页面后重试。",
+      403: "没有发出：没有权限，或登录已失效，请刷新页面。",
+      404: "没有发出：这个对话不存在了。",
+      413: "没有发出：文件太大。",
+      429: "发送太频繁了，请稍后再试。",
+    }[status] || `没有发出（错误 ${status}），请重试。`;
+    const error = $(".composer-error");
+    if (error) error.textContent = why;
+    const area = $(".composer textarea");
+    const here = openThread()?.dataset.conversationId === item.cid;
+    if (item.text !== undefined && here && area && !area.value.trim()) area.value = item.text;
+  }
+  function pendingRow(key) {
+    return $(`.msg-row.pending[data-client-key="${key}"]`);
+  }
+  const SEND_STATES = { sending: "发送中…", retrying: "重试中…" };
+  function setSendState(item, state) {
+    item.state = state;
+    const row = pendingRow(item.key);
+    if (!row) return; // its thread is not open: it shows in this state when it is
+    row.dataset.sendState = state;
+    $('[data-testid="send-state"]', row).textContent = SEND_STATES[state];
+  }
+  // A send not yet answered, in its thread (when that thread is open), below every message.
+  function showPending(item) {
+    const thread = openThread();
+    if (!thread || thread.dataset.conversationId !== item.cid || pendingRow(item.key)) return;
+    if ($(`[data-testid="message"][data-client-key="${item.key}"]`, thread)) return; // the stream brought it
+    const row = document.createElement("div");
+    row.className = "msg-row mine pending";
+    row.dataset.clientKey = item.key;
+    row.dataset.sendState = item.state;
+    row.dataset.testid = "pending-message";
+    const bubble = document.createElement("div");
+    bubble.className = "msg-bubble";
+    bubble.textContent = item.file ? `📎 ${item.file.name}` : item.preview ?? item.text;
+    const state = document.createElement("span");
+    state.className = "send-state";
+    state.dataset.testid = "send-state";
+    state.setAttribute("role", "status");
+    state.textContent = SEND_STATES[item.state];
+    const article = document.createElement("div");
+    article.className = "msg";
+    article.append(bubble, state);
+    row.appendChild(article);
+    $('[data-testid="thread-empty"]', thread)?.remove();
+    thread.appendChild(row);
+    scrollToBottom();
+  }
+  function showPendingOf(cid) {
+    for (const item of outbox) if (item.cid === cid) showPending(item);
+  }
+  window.addEventListener("online", retrySoon);
+  window.addEventListener("beforeunload", (e) => {
+    if (outbox.length) e.preventDefault(); // "leave the page?": a message is still being sent
   });
-  document.addEventListener("htmx:sendError", (e) => {
-    const form = e.detail.elt.closest?.(sendForms);
+  document.addEventListener("submit", (e) => {
+    const form = e.target.closest?.(".composer");
     if (!form) return;
-    if (form.classList.contains("upload-form")) finishUpload(form);
-    const error = composerError(form);
-    if (error) error.textContent = "网络中断，消息还没有发出。请检查网络后重试。";
+    e.preventDefault();
+    const area = $("textarea", form);
+    const text = area.value;
+    if (!text.trim()) {
+      const error = $(".composer-error");
+      if (error) error.textContent = "消息不能为空。";
+      return;
+    }
+    enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), text,
+              body: new URLSearchParams({ body: text }) });
+    form.reset();
+    $(".composer-error").textContent = "";
+  });
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("button.quick-send[data-send-url]");
+    if (!button) return;
+    const cid = button.dataset.sendUrl.split("/")[3];
+    enqueue({ cid, url: button.dataset.sendUrl, text: undefined, preview: button.textContent.trim(),
+              body: new URLSearchParams() });
   });
 
-  // --- files: the paperclip, drag and drop onto the thread, paste; one upload at a time, with progress ---
-  const uploadQueue = [];
+  // --- files: the paperclip, drag and drop onto the thread, paste; each one a send in the outbox ---
   function progressBar() { return $(".upload-progress"); }
-  document.addEventListener("htmx:xhr:progress", (e) => {
-    if (!e.target.closest?.(".upload-form")) return;
-    const bar = progressBar();
-    if (!bar || !e.detail.lengthComputable) return;
-    bar.hidden = false;
-    bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
-  });
-  document.addEventListener("htmx:beforeRequest", (e) => {
-    if (!e.target.closest?.(".upload-form")) return;
-    const bar = progressBar();
-    if (bar) { bar.hidden = false; bar.value = 0; }
-  });
-  function finishUpload(form) {
-    const bar = progressBar();
-    if (bar) bar.hidden = true;
-    form.reset();
-    if (uploadQueue.length) setTimeout(() => uploadFile(uploadQueue.shift()), 0);
-  }
-  function uploadFile(file) {
-    const form = $(".upload-form");
-    if (!form) return;
-    const input = $('input[type="file"]', form);
-    const data = new DataTransfer();
-    data.items.add(file);
-    input.files = data.files;
-    input.dispatchEvent(new Event("change", { bubbles: true }));
-  }
   function uploadAll(files) {
     const list = Array.from(files || []);
-    if (!list.length) return false;
-    const busy = !$(".upload-progress")?.hidden;
-    uploadQueue.push(...list);
-    if (!busy) uploadFile(uploadQueue.shift());
+    const form = $(".upload-form");
+    if (!list.length || !form) return false;
+    for (const file of list) {
+      const data = new FormData();
+      data.append("file", file);
+      enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), file, body: data });
+    }
     return true;
   }
+  document.addEventListener("change", (e) => {
+    const input = e.target.closest?.('.upload-form input[type="file"]');
+    if (!input) return;
+    uploadAll(input.files);
+    input.value = "";
+  });
   let dragDepth = 0;
   document.addEventListener("dragenter", (e) => {
     const zone = e.target.closest?.(".col-thread");
@@ -764,6 +883,7 @@
       body.dataset.openConversation = thread?.dataset.conversationId || "";
       showView("thread");
       markActive(body.dataset.openConversation);
+      showPendingOf(body.dataset.openConversation);
       localizeTimes(target);
       scrollToBottom();
       checkSeen();
