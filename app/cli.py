@@ -264,7 +264,8 @@ def admin_list() -> None:
 @click.option("--target", help="open the conversation with this person")
 @click.option("--ttl", default=300, show_default=True, type=click.IntRange(1, 30 * 24 * 3600),
               help="seconds the link stays valid")
-@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--base-url", envvar="KEFU_PUBLIC_URL", default="http://127.0.0.1:8000", show_default=True,
+              help="the address people open Kefu at (default: KEFU_PUBLIC_URL, else the local server)")
 def link(user_id: str, name: str | None, role: str | None, target: str | None, ttl: int, base_url: str) -> None:
     """Print a signed, expiring /chat?token=… sign-in link for a buyer, merchant or support person."""
     from urllib.parse import urlencode

@@ -277,3 +277,14 @@ def test_every_command_says_which_database_it_acts_on_and_hides_the_password(kef
     refused = kefu("db", "upgrade", KEFU_DATABASE_URL="mysql+pymysql://kefu:s3cret@127.0.0.1:1/kefu")
     assert refused.code != 0
     assert "database: mysql+pymysql://kefu:***@127.0.0.1:1/kefu" in refused.err and "s3cret" not in refused.err
+
+
+def test_kefu_link_prints_the_public_address_people_open(kefu: Kefu) -> None:
+    assert kefu("db", "upgrade").code == 0
+    assert kefu("demo", "seed").code == 0
+    local = kefu("link", "b1")
+    assert local.code == 0 and local.out.startswith("http://127.0.0.1:8000/chat?token="), local.out
+    public = kefu("link", "b1", "--target", "m1", KEFU_PUBLIC_URL="https://chat.example.com/")
+    assert public.code == 0 and public.out.startswith("https://chat.example.com/chat?token="), public.out
+    chosen = kefu("link", "b1", "--base-url", "https://kefu.shop.test", KEFU_PUBLIC_URL="https://chat.example.com")
+    assert chosen.out.startswith("https://kefu.shop.test/chat?token="), chosen.out
