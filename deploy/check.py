@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import secrets
 import signal
 import subprocess
@@ -108,13 +109,15 @@ def start_unit(machine: str) -> None:
     unit = unit_settings()
     argv = unit["ExecStart"].replace(MACHINES["A"], machine).split()
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"} | environment_file(unit["EnvironmentFile"])
-    limit = int(unit.get("LimitNOFILE", "1024"))
+    # as root, here (the process inherits it); a container may cap what even root gets (its hard limit)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = min(int(unit.get("LimitNOFILE", "1024")), hard if hard != resource.RLIM_INFINITY else 1 << 20)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     LOGS.mkdir(parents=True, exist_ok=True)
     with open(LOGS / f"{machine}.log", "ab") as log:
         process = subprocess.Popen(  # the guide's own command line
             argv, cwd=unit.get("WorkingDirectory", "/"), env=env, user=unit["User"], group=unit.get("Group"),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: __import__("resource").setrlimit(__import__("resource").RLIMIT_NOFILE, (limit, limit)))
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file(machine).write_text(str(process.pid))
 
 
@@ -263,7 +266,7 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         done, output = apply(block)
         label = f"guide: {block.kind} {block.path or block.text.splitlines()[0][:70]}"
-        if not report.check(label, done, output if not done else f"{time.monotonic() - started:.1f} s"):
+        if not report.check(label, done, f"{time.monotonic() - started:.1f} s" if done else output):
             return 1
     from deploy.tries import try_deployment  # the tries need the checkout's test environment (Playwright)
 
