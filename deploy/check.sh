@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "deploy/check.sh: run it as root (it installs and configures the machine)" >&2; exit 2; }
 # The checker itself (Chromium through Playwright, the database client) runs from the checkout's test environment;
 # what it deploys is installed by the guide's own steps into /srv/kefu/app.
-make --quiet install-test >/dev/null
+make --quiet install-test >/dev/null 2>&1 || { echo "deploy/check.sh: make install-test failed" >&2; exit 1; }
 exec .venv/bin/python deploy/check.py "$@"
