@@ -132,7 +132,7 @@ def demo() -> None:
 @click.option("--load-users", default=0, type=click.IntRange(0, 100_000), help="also lb1…lbN and lm1…lmN")
 def demo_seed(load_users: int) -> None:
     """Create the demo people (idempotent)."""
-    from app.db.seed import seed_demo
+    from app.chat.demo import seed_demo
 
     with _database() as session:
         count = seed_demo(session, load_users)

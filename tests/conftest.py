@@ -12,10 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from app.chat.demo import seed_demo
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import upgrade
-from app.db.seed import seed_demo
 from app.main import create_app
 from tests.support import TEST_SECRET, ServerProcess, free_port, server_env
 

@@ -17,9 +17,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
+from app.chat.demo import seed_demo
 from app.chat.people import upsert_user
 from app.db.models import Conversation, Member, Message
-from app.db.seed import seed_demo
 from tests.admin_support import login_location, make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import Element, parse
 from tests.seeding import converse, say_all

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from app.db.seed import DEMO_QUICK_REPLIES
+from app.chat.demo import DEMO_QUICK_REPLIES
 from tests.file_samples import image_bytes, pdf_bytes
 from tests.support import ServerProcess, open_chat, send
 

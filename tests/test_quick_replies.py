@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.chat import quick_replies as replies
+from app.chat.demo import DEMO_QUICK_REPLIES, seed_demo
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_user
 from app.db.models import Message, QuickReply
-from app.db.seed import DEMO_QUICK_REPLIES, seed_demo
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import Element, parse
 from tests.file_samples import Party, sign_in_to
