@@ -61,14 +61,6 @@ def thumb_height(height: int | None, width: int | None) -> int:
     return round((height or THUMB) * _thumb_scale(width, height))
 
 
-def filesize(size: int) -> str:
-    for unit in ("B", "KB", "MB"):
-        if size < 1024 or unit == "MB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return f"{size} B"
-
-
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -80,8 +72,7 @@ def environment() -> Environment:
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["static"] = static_url
-    env.filters.update(iso=iso, clock=clock, preview=preview, thumb_width=thumb_width, thumb_height=thumb_height,
-                       filesize=filesize)
+    env.filters.update(iso=iso, clock=clock, preview=preview, thumb_width=thumb_width, thumb_height=thumb_height)
     return env
 
 

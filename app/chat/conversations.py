@@ -154,10 +154,6 @@ def participants(conversation: Conversation) -> tuple[str, str]:
     return conversation.user_a, conversation.user_b
 
 
-def peer_of(conversation: Conversation, user_id: str) -> str:
-    return conversation.user_b if conversation.user_a == user_id else conversation.user_a
-
-
 def list_conversations(
     session: Session, user_id: str, before: ListCursor | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[ConversationItem], ListCursor | None]:

@@ -256,11 +256,6 @@ def _forget_stale(session: Session, conversation_id: int, sender_id: str) -> Non
             session.expire(loaded)
 
 
-def get_message(session: Session, message_id: int) -> Message | None:
-    """One message by id, or None."""
-    return session.get(Message, message_id)
-
-
 def latest_messages(session: Session, conversation_id: int, limit: int = PAGE_SIZE) -> tuple[list[Message], bool]:
     """The newest page of a conversation, oldest first, and whether older messages exist."""
     return messages_before(session, conversation_id, None, limit)

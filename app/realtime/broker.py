@@ -24,23 +24,28 @@ RESYNC = json.dumps({"t": "resync"}).encode()
 
 
 class BrokerStatus:
-    """Whether the broker answers; logs each change once, not each failure."""
+    """Whether the broker answers; logs each change once, not each failure. `kind` names the broker (or what uses
+    it), `meanwhile` what happens while it is away, and `back` what happens when it returns."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, meanwhile: str = "pages and messages keep working; live delivery paused",
+                 back: str = "streams catch up by replay") -> None:
         self.kind = kind
+        self.meanwhile = meanwhile
+        self.back = back
         self.ok = True
         self.reason = ""
 
     def down(self, error: BaseException) -> None:
+        """A call failed: logged if it is the first since the broker last answered."""
         if self.ok:
-            log.error("broker %s unavailable: %s: %s (pages and messages keep working; live delivery paused)",
-                      self.kind, type(error).__name__, error)
+            log.error("broker %s unavailable: %s: %s (%s)", self.kind, type(error).__name__, error, self.meanwhile)
         self.ok = False
         self.reason = f"{type(error).__name__}: {error}"
 
     def up(self) -> None:
+        """A call succeeded: logged if the broker was away."""
         if not self.ok:
-            log.warning("broker %s is back: streams catch up by replay", self.kind)
+            log.warning("broker %s is back: %s", self.kind, self.back)
         self.ok = True
         self.reason = ""
 

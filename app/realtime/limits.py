@@ -12,6 +12,8 @@ import time
 import uuid
 from collections import defaultdict, deque
 
+from app.realtime.broker import BrokerStatus
+
 
 class RateLimiter:
     """In one process: an exact sliding window per key."""
@@ -60,12 +62,15 @@ class RedisRateLimiter(RateLimiter):
         self._redis = Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
         self._script = self._redis.register_script(_SLIDING_LOG)
         self._prefix = prefix
+        self._status = BrokerStatus("redis (rate limits)", "each process counts on its own", "counting shared again")
 
     def hit(self, key: str, limit: int, window: float) -> int | None:
         """Count one hit: None if allowed, else whole seconds until it would be (the hit is not counted). At most
         `limit` hits in any `window` seconds, across every process."""
         try:
             wait = self._script(keys=[f"{self._prefix}:{key}"], args=[window, limit, uuid.uuid4().hex])
-        except Exception:
+        except Exception as error:  # Redis away: this process counts alone until it is back
+            self._status.down(error)
             return super().hit(key, limit, window)
+        self._status.up()
         return None if wait is None else max(1, math.ceil(float(wait)))

@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
+from app.realtime.broker import BrokerStatus
+
 log = logging.getLogger("kefu.presence")
 
 Announce = Callable[[str, bool], Awaitable[None]]
@@ -119,6 +121,8 @@ class RedisPresence(Presence):
         self._prefix = prefix
         self._leases = f"{prefix}:leases"  # sorted set of "user|process", scored by expiry
         self._task: asyncio.Task[None] | None = None
+        self._status = BrokerStatus("redis (presence)", "who is online comes from this process alone",
+                                    "presence shared again")
 
     def _key(self, user_id: str) -> str:
         return f"{self._prefix}:user:{user_id}"
@@ -133,8 +137,10 @@ class RedisPresence(Presence):
                 for uid in ids:
                     pipe.hvals(self._key(uid))
                 results = pipe.execute()
-        except Exception:  # Redis away: what this process knows is the best answer
+        except Exception as error:  # Redis away: what this process knows is the best answer
+            self._status.down(error)
             return local
+        self._status.up()
         now = time.time()
         shared = {uid for uid, expiries in zip(ids, results, strict=True) if any(float(e) > now for e in expiries)}
         return local | shared
@@ -156,6 +162,7 @@ class RedisPresence(Presence):
                 await pipe.execute()
             return not await self._live_elsewhere(user_id)
         except Exception:
+            log.warning("presence: Redis unavailable; announcing %s offline from this process only", user_id)
             return True
 
     async def _live_elsewhere(self, user_id: str) -> bool:
