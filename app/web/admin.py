@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get
-from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException
-from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
@@ -19,11 +17,7 @@ from app.chat.errors import InvalidInput
 from app.chat.monitor import MonitorFilter, MonitorRow, list_all_conversations, monitor_row
 from app.chat.people import CHAT_ROLES, get_user, valid_user_id
 from app.db.models import AdminAccount, User
-from app.web.deps import current_admin, parse_id
-
-Db = NamedDependency[Session]
-PathId = FromPath[str]
-QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
+from app.web.deps import Db, PathId, QueryValue, current_admin, parse_id
 
 
 class NotSignedInAsAdmin(Exception):

@@ -16,12 +16,11 @@ from anyio import to_thread
 from litestar import Controller, Request, Response, Router, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
+from litestar.params import Body, HeaderParameter, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -34,9 +33,8 @@ from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
 from app.chat.people import CHAT_ROLES, get_user, may_sign_in, refuse_reserved, upsert_user, valid_user_id
 from app.db.models import Message, User, utcnow
 from app.realtime.bus import Delivery
+from app.web.deps import Db, PathId
 
-Db = NamedDependency[Session]
-PathId = FromPath[str]
 MAX_PAGE = 100
 MISSING_FIELD_RE = re.compile(r"missing required field `([^`]+)`")
 

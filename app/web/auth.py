@@ -7,11 +7,9 @@ from typing import Annotated
 from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
-from sqlalchemy.orm import Session
 
 from app.chat import audit
 from app.chat.admins import Throttled, authenticate
@@ -21,7 +19,7 @@ from app.realtime import signout
 from app.templating import render
 from app.web import bodies
 from app.web.audit_gate import record_unauthenticated
-from app.web.deps import current_admin
+from app.web.deps import Db, current_admin
 from app.web.identity import (
     BROWSER_SESSION_SECONDS,
     REMEMBER_SECONDS,
@@ -33,7 +31,6 @@ from app.web.identity import (
     read_session,
 )
 
-Db = NamedDependency[Session]
 LOGIN_FIELD_LIMIT = 1024
 
 

@@ -9,7 +9,6 @@ from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import (
     ClientException,
@@ -17,7 +16,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     TooManyRequestsException,
 )
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
@@ -34,15 +33,12 @@ from app.realtime.bus import Delivery
 from app.web import bodies
 from app.web.audit_gate import record_unauthenticated
 from app.web.delivery import Work, admit, client_key, send_and_deliver
-from app.web.deps import current_admin, current_person, parse_id
+from app.web.deps import Db, PathId, QueryValue, current_admin, current_person, parse_id
 from app.web.errors import public_error
 from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
 
-QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
 TokenValue = Annotated[str | None, QueryParameter(required=False, max_length=links.MAX_TOKEN_LENGTH)]
-Db = NamedDependency[Session]
 T = TypeVar("T")
-PathId = FromPath[str]
 
 
 def client_address(request: Request) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from anyio import to_thread
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
 from app.chat.admins import admin_of_session
@@ -20,6 +23,11 @@ from app.web.errors import public_error
 from app.web.identity import acting_entry, read_admin_cookie, read_session, requested_person
 
 MAX_ID = 2**63 - 1
+# The parameter types every controller uses: the request's session (provide_db), an id in the path (checked by
+# parse_id, so that a bad one is a 404 page, not a validation error), and an optional, bounded query value.
+Db = NamedDependency[Session]
+PathId = FromPath[str]
+QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
 PersonLookup = Callable[[Session, str], User | None]
 
 

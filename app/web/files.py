@@ -7,9 +7,7 @@ from pathlib import Path
 from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State, UploadFile
-from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
-from litestar.params import FromPath
 from litestar.response import File
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,10 +18,8 @@ from app.chat.messages import Outgoing, Sent
 from app.db.models import Attachment, Member, Message, User
 from app.i18n import gettext as _
 from app.web.delivery import admit, client_key, send_and_deliver
-from app.web.deps import current_admin, parse_id, signed_in_people, writer_in
+from app.web.deps import Db, PathId, current_admin, parse_id, signed_in_people, writer_in
 
-Db = NamedDependency[Session]
-PathId = FromPath[str]
 SANDBOX_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 

@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, QueryParameter
 from litestar.response import Template
 from sqlalchemy.orm import Session
 
@@ -18,10 +17,8 @@ from app.chat.errors import InvalidInput
 from app.db.models import User
 from app.web import bodies
 from app.web.delivery import admit, client_key, send_and_deliver
-from app.web.deps import current_person, parse_id
+from app.web.deps import Db, PathId, current_person, parse_id
 
-Db = NamedDependency[Session]
-PathId = FromPath[str]
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
