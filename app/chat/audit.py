@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.chat.paging import page_of
 from app.db.models import AuditEntry
 
 ACTIONS = (
@@ -39,7 +40,5 @@ def entries(session: Session, before: int | None = None, action: str | None = No
         query = query.where(AuditEntry.id < before)
     if action:
         query = query.where(AuditEntry.action == action)
-    rows = list(session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = page_of(list(session.scalars(query)), limit)
     return rows, (rows[-1].id if more and rows else None)

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chat import webhooks
-from app.chat.errors import Forbidden, InvalidInput, NotFound
+from app.chat.errors import Forbidden, NotFound
+from app.chat.paging import ListCursor, older_than, page_of
 from app.chat.people import can_talk
 from app.db.models import Conversation, Member, Message, User, utcnow
 
 PAGE_SIZE = 30
-MAX_ID = 2**63 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR_RE = re.compile(r"([0-9]{1,19})_([0-9]{1,19})")
 
 
 @dataclass(frozen=True)
@@ -35,35 +31,6 @@ class ConversationItem:
     @property
     def id(self) -> int:
         return self.conversation.id
-
-
-@dataclass(frozen=True)
-class ListCursor:
-    """Keyset position in a conversation list: strictly older than (activity time, conversation id)."""
-
-    activity: datetime
-    conversation_id: int
-
-    def encode(self) -> str:
-        # Integer arithmetic: a float timestamp loses the exact microsecond (after 2038), and then
-        # conversations that share the cursor's activity time would be skipped.
-        micros = (self.activity - _EPOCH) // timedelta(microseconds=1)
-        return f"{micros}_{self.conversation_id}"
-
-    @classmethod
-    def decode(cls, raw: str) -> ListCursor:
-        """Only what `encode` writes: two ASCII numbers (no sign, no `_` digit groups), the id a valid one."""
-        match = _CURSOR_RE.fullmatch(raw)
-        if match is None:
-            raise InvalidInput("invalid cursor")
-        micros, cid = int(match[1]), int(match[2])
-        if not 0 < cid <= MAX_ID:
-            raise InvalidInput("invalid cursor")
-        try:
-            activity = _EPOCH + timedelta(microseconds=micros)
-        except OverflowError as error:
-            raise InvalidInput("invalid cursor") from error
-        return cls(activity, cid)
 
 
 def ordered_pair(a: str, b: str) -> tuple[str, str]:
@@ -167,15 +134,8 @@ def list_conversations(
         .limit(limit + 1)
     )
     if before is not None:
-        query = query.where(
-            or_(
-                Member.last_activity_at < before.activity,
-                and_(Member.last_activity_at == before.activity, Member.conversation_id < before.conversation_id),
-            )
-        )
-    rows = session.execute(query).all()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
+        query = query.where(older_than(Member.last_activity_at, Member.conversation_id, before))
+    rows, has_more = page_of(session.execute(query).all(), limit)
     items = _build_items(session, user_id, rows)
     next_cursor = None
     if has_more and rows:

@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.chat import webhooks
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.chat.paging import page_of
 from app.chat.text import clean_text
 from app.db.models import Attachment, Conversation, IdempotencyKey, Member, Message, User, utcnow
 from app.i18n import gettext as _
@@ -275,9 +276,8 @@ def messages_before(
     )
     if before is not None:
         query = query.where(Message.id < before)
-    rows = list(session.scalars(query.order_by(Message.id.desc()).limit(limit + 1)))
-    has_more = len(rows) > limit
-    return list(reversed(rows[:limit])), has_more
+    rows, has_more = page_of(list(session.scalars(query.order_by(Message.id.desc()).limit(limit + 1))), limit)
+    return list(reversed(rows)), has_more
 
 
 def replay_start(session: Session, resume_from: int) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from app.chat.conversations import ListCursor
+from app.chat.paging import ListCursor, older_than, page_of
 from app.db.models import Conversation, Message, User
 
 PAGE_SIZE = 30
@@ -82,15 +82,8 @@ def list_all_conversations(
             )
         )
     if before is not None:
-        query = query.where(
-            or_(
-                Conversation.last_activity_at < before.activity,
-                and_(Conversation.last_activity_at == before.activity, Conversation.id < before.conversation_id),
-            )
-        )
-    rows = session.execute(query).all()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
+        query = query.where(older_than(Conversation.last_activity_at, Conversation.id, before))
+    rows, has_more = page_of(session.execute(query).all(), limit)
     cursor = None
     if has_more and rows:
         last = rows[-1][0]

@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from app.chat.conversations import MAX_ID, ListCursor
 from app.chat.errors import InvalidInput
-from app.db.models import Conversation, Member, utcnow
+from app.chat.paging import ListCursor
+from app.db.models import MAX_ID, Conversation, Member, utcnow
 
 # Longer than a message transaction can take from its time to its commit (MariaDB gives up a lock wait after 50 s).
 OVERLAP = timedelta(seconds=60)

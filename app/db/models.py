@@ -19,6 +19,7 @@ from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) column holds: ids beyond it are refused, not stored
 
 ROLES = ("buyer", "merchant", "support", "admin")
 

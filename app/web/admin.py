@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from app.chat import audit, stats
 from app.chat import messages as msgs
-from app.chat.conversations import ListCursor, get_conversation
+from app.chat.conversations import get_conversation
 from app.chat.errors import InvalidInput
 from app.chat.monitor import MonitorFilter, MonitorRow, list_all_conversations, monitor_row
+from app.chat.paging import ListCursor
 from app.chat.people import CHAT_ROLES, get_user, valid_user_id
 from app.db.models import AdminAccount, User
 from app.web.deps import Db, PathId, QueryValue, current_admin, parse_id

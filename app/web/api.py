@@ -30,8 +30,9 @@ from app.chat import links, sync
 from app.chat import messages as msgs
 from app.chat.api_keys import find_active
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.chat.paging import id_from
 from app.chat.people import CHAT_ROLES, get_user, may_sign_in, refuse_reserved, upsert_user, valid_user_id
-from app.db.models import Message, User, utcnow
+from app.db.models import MAX_ID, Message, User, utcnow
 from app.realtime.bus import Delivery
 from app.web.deps import Db, PathId
 
@@ -322,7 +323,7 @@ class ConversationsController(Controller):
     @get("/{cid:str}/messages", sync_to_thread=True, responses=ERRORS, summary="Messages after an id, oldest first")
     def list_messages(
         self, db: Db, cid: PathId,
-        after: Annotated[int | None, QueryParameter(required=False, ge=0, le=2**63 - 1)] = None,
+        after: Annotated[int | None, QueryParameter(required=False, ge=0, le=MAX_ID)] = None,
         limit: Annotated[int | None, QueryParameter(required=False, ge=1, le=MAX_PAGE)] = None,
     ) -> MessagePage:
         conversation_id = _conversation_id(cid)
@@ -384,9 +385,10 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def _conversation_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) < 2**63:
+    value = id_from(raw)
+    if value is None:
         raise NotFound(f"no conversation {raw[:30]}")
-    return int(raw)
+    return value
 
 
 api_router = Router(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.chat.admins import admin_of_session
 from app.chat.conversations import get_conversation, get_membership
+from app.chat.paging import id_from
 from app.chat.people import MAX_ID_LENGTH, get_user, may_sign_in
 from app.chat.sessions import live_owners, session_owner
 from app.db.models import AdminAccount, Conversation, User
@@ -22,7 +23,6 @@ from app.i18n import gettext as _
 from app.web.errors import public_error
 from app.web.identity import acting_entry, read_admin_cookie, read_session, requested_person
 
-MAX_ID = 2**63 - 1
 # The parameter types every controller uses: the request's session (provide_db), an id in the path (checked by
 # parse_id, so that a bad one is a 404 page, not a validation error), and an optional, bounded query value.
 Db = NamedDependency[Session]
@@ -87,11 +87,9 @@ def signed_in_people(request: Request, db: Session) -> set[str]:
 
 
 def parse_id(raw: str) -> int:
-    """Ids in URLs: a positive integer that fits the database, else the page does not exist (404)."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-        raise NotFoundException()
-    value = int(raw)
-    if not 0 < value <= MAX_ID:
+    """Ids in URLs (`app.chat.paging.id_from`'s rule), else the page does not exist: NotFoundException (404)."""
+    value = id_from(raw)
+    if value is None:
         raise NotFoundException()
     return value
 
