@@ -32,6 +32,7 @@ class BrokerStatus:
         self.reason = ""
 
     def down(self, error: BaseException) -> None:
+        """Marks the broker unavailable, `error` being the reason /healthz shows; logs only when it was up."""
         if self.ok:
             log.error("broker %s unavailable: %s: %s (pages and messages keep working; live delivery paused)",
                       self.kind, type(error).__name__, error)
@@ -39,6 +40,7 @@ class BrokerStatus:
         self.reason = f"{type(error).__name__}: {error}"
 
     def up(self) -> None:
+        """Marks the broker available again; logs only when it was down."""
         if not self.ok:
             log.warning("broker %s is back: streams catch up by replay", self.kind)
         self.ok = True
@@ -99,6 +101,9 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
         self.status.up()
 
     async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        """(channel, data) of every event on the subscribed channels, channel names without the namespace. Never ends:
+        when Redis fails, the outage is noted and Redis pinged again after 0.2 s, the wait doubling up to 5 s; once it
+        answers, every subscribed channel gets a `resync` event (RESYNC)."""
         delay = 0.2
         while True:
             try:
@@ -120,5 +125,6 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
                 yield channel, RESYNC
 
     def subscribed_channels(self) -> list[str]:
+        """The channels this process listens on, without the namespace (those being unsubscribed left out)."""
         pubsub = self._pub_sub
         return [self._unnamed(c.decode()) for c in pubsub.channels.keys() - pubsub.pending_unsubscribe_channels]
