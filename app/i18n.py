@@ -27,12 +27,13 @@ def translations(locale: str) -> _gettext.NullTranslations:
 
 
 def gettext(message: str) -> str:
-    """`message` (zh-CN source text) in the current request's language."""
+    """`message` (the Chinese source text) in the current request's language (`current_locale`); the source text when
+    the catalogue has no translation."""
     return translations(current_locale.get()).gettext(message)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
-    """`singular` or `plural` for `n`, in the current request's language."""
+    """The singular or plural form for `n`, in the current request's language (`current_locale`)."""
     return translations(current_locale.get()).ngettext(singular, plural, n)
 
 

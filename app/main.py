@@ -54,6 +54,7 @@ CANCELLED_AT_SHUTDOWN = stopping.CancelledAtShutdown()
 
 @get("/", include_in_schema=False)
 async def home() -> Redirect:
+    """GET /: a redirect (302) to the chat, /chat."""
     return Redirect("/chat")
 
 
@@ -83,21 +84,29 @@ def openapi_config() -> OpenAPIConfig:
 
 @get("/docs", include_in_schema=False)
 async def docs_redirect() -> Redirect:
+    """GET /docs: a redirect (302) to the API's Swagger UI, /api/docs."""
     return Redirect("/api/docs")
 
 
 @get("/redoc", include_in_schema=False)
 async def redoc_redirect() -> Redirect:
+    """GET /redoc: a redirect (302) to the API's ReDoc page, /api/redoc."""
     return Redirect("/api/redoc")
 
 
 def make_presence(settings: Settings, announce: Announce) -> Presence:
+    """Who is online, shared between processes through Redis (RedisPresence) when KEFU_BROKER_URL is set, else counted
+    in this process; `announce` tells of a person coming online or going offline."""
     if settings.broker_url:
         return RedisPresence(announce, settings.broker_url)
     return Presence(announce)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
+    """The Litestar app for `settings` (Settings.from_env() when None): the database engine and sessions, channels (in
+    memory or on Redis), presence, event streams, rate limiter and webhook worker in `app.state`; the routes,
+    middleware, CSRF (except /api/v1), error handlers and the OpenAPI document of /api/v1. The background work (stream
+    pings, presence, webhooks) starts with the app's startup and stops at its shutdown."""
     settings = settings or Settings.from_env()
     redact.install()
     engine = make_engine(settings.database_url)

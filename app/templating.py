@@ -25,6 +25,7 @@ def static_url(path: str) -> str:
 
 
 def iso(value: datetime | None) -> str:
+    """The moment in ISO 8601, in UTC with its +00:00 offset, or "" for None (the `iso` filter, for <time datetime>)."""
     return value.astimezone(UTC).isoformat() if value else ""
 
 
@@ -34,6 +35,9 @@ def clock(value: datetime | None) -> str:
 
 
 def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
+    """A message as one line of a conversation list (the `preview` filter): "[图片]" or "[文件]" (translated) for an
+    image or a file, else its body with each run of whitespace made one space, cut to `limit` characters with "…";
+    "" for None."""
     if message is None:
         return ""
     if message.kind == "image":
@@ -54,15 +58,23 @@ def _thumb_scale(width: int | None, height: int | None) -> float:
 
 
 def thumb_width(width: int | None, height: int | None) -> int:
+    """The width, in CSS pixels, an image is shown at in the thread: with both sides known, scaled down (never up) so
+    that the larger is at most THUMB (240); else the width as it is, or THUMB when unknown. As a filter:
+    `width|thumb_width(height)`."""
     return round((width or THUMB) * _thumb_scale(width, height))
 
 
 def thumb_height(height: int | None, width: int | None) -> int:
+    """The height matching `thumb_width`, in CSS pixels (THUMB when unknown). Height first, unlike thumb_width, for
+    the filter: `height|thumb_height(width)`."""
     return round((height or THUMB) * _thumb_scale(width, height))
 
 
 @cache
 def environment() -> Environment:
+    """The app's one Jinja environment (built once per process): templates/ with autoescaping, gettext in the current
+    request's language, `static` for versioned static URLs, and the iso, clock, preview, thumb_width, thumb_height and
+    filesize filters."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -77,6 +89,7 @@ def environment() -> Environment:
 
 
 def render(template: str, **context: object) -> str:
+    """`template` rendered with `context` as HTML, in the current request's language; needs no request."""
     return environment().get_template(template).render(**context)
 
 

@@ -33,6 +33,8 @@ def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
 
 
 def revoke_key(session: Session, name: str) -> ApiKey:
+    """Revokes the key named `name` (flushed) and returns its record; a key revoked before keeps its first revocation
+    time. NotFound when no key has that name."""
     record = session.scalar(select(ApiKey).where(ApiKey.name == name))
     if record is None:
         raise NotFound(f"no API key named {name}")
@@ -43,10 +45,13 @@ def revoke_key(session: Session, name: str) -> ApiKey:
 
 
 def list_keys(session: Session) -> list[ApiKey]:
+    """Every API key's record, revoked ones included, by name."""
     return list(session.scalars(select(ApiKey).order_by(ApiKey.name)))
 
 
 def find_active(session: Session, key: str) -> ApiKey | None:
+    """The unrevoked key whose SHA-256 digest matches `key`, or None (unknown, revoked, without the `kefu_` prefix, or
+    longer than 200 characters)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     record = session.scalar(select(ApiKey).where(ApiKey.key_hash == _digest(key)))

@@ -30,14 +30,17 @@ class ConversationItem:
 
     @property
     def id(self) -> int:
+        """The conversation's id."""
         return self.conversation.id
 
 
 def ordered_pair(a: str, b: str) -> tuple[str, str]:
+    """The two user ids in the order a conversation stores them: (user_a, user_b) with user_a < user_b."""
     return (a, b) if a < b else (b, a)
 
 
 def find_conversation(session: Session, a: str, b: str) -> Conversation | None:
+    """The conversation between `a` and `b` (in either order), or None."""
     user_a, user_b = ordered_pair(a, b)
     return session.scalars(
         select(Conversation).where(Conversation.user_a == user_a, Conversation.user_b == user_b)
@@ -87,6 +90,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
 
 
 def get_conversation(session: Session, conversation_id: int) -> Conversation:
+    """The conversation with this id; NotFound when there is none."""
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound("conversation")
@@ -118,6 +122,7 @@ def recent_peers(session: Session, user_id: str, limit: int = PRESENCE_AUDIENCE)
 
 
 def participants(conversation: Conversation) -> tuple[str, str]:
+    """The conversation's two user ids, (user_a, user_b)."""
     return conversation.user_a, conversation.user_b
 
 
@@ -145,6 +150,8 @@ def list_conversations(
 
 
 def conversation_item(session: Session, conversation_id: int, user_id: str) -> ConversationItem:
+    """The person's row of their conversation list for this conversation. NotFound (no such conversation), Forbidden
+    (not a participant)."""
     member = get_membership(session, conversation_id, user_id)
     conversation = session.get(Conversation, conversation_id)
     peer = session.get(User, member.peer_id)
@@ -203,6 +210,7 @@ def unread_counts(session: Session, user_id: str, conversation_ids: list[int] | 
 
 
 def total_unread(session: Session, user_id: str) -> int:
+    """The person's unread messages over all their conversations (the sum of `unread_counts`)."""
     return sum(unread_counts(session, user_id).values())
 
 

@@ -21,6 +21,7 @@ class MonitorFilter:
     query: str | None = None  # a participant's name contains it, or their id starts with it
 
     def as_params(self) -> dict[str, str]:
+        """The filters that are set, as query parameters (`role`, `person`, `q`), for links that keep them."""
         return {k: v for k, v in (("role", self.role), ("person", self.person), ("q", self.query)) if v}
 
 
@@ -33,6 +34,7 @@ class MonitorRow:
 
     @property
     def id(self) -> int:
+        """The conversation's id."""
         return self.conversation.id
 
 
@@ -92,6 +94,8 @@ def list_all_conversations(
 
 
 def monitor_row(session: Session, conversation_id: int) -> MonitorRow | None:
+    """One conversation as a row of the admins' monitor (both people and the last message), or None when there is no
+    such conversation. No filter applies."""
     query, _, _ = _base_query()
     rows = session.execute(query.where(Conversation.id == conversation_id)).all()
     items = _with_last_messages(session, rows)

@@ -41,6 +41,8 @@ class ListCursor:
     conversation_id: int
 
     def encode(self) -> str:
+        """The cursor as "<activity time in microseconds since the Unix epoch>_<conversation id>", which `decode` reads
+        back exactly."""
         # Integer arithmetic: a float timestamp loses the exact microsecond (after 2038), and then
         # conversations that share the cursor's activity time would be skipped.
         micros = (self.activity - _EPOCH) // timedelta(microseconds=1)

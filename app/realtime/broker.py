@@ -36,14 +36,14 @@ class BrokerStatus:
         self.reason = ""
 
     def down(self, error: BaseException) -> None:
-        """A call failed: logged if it is the first since the broker last answered."""
+        """Marks the broker unavailable, `error` being the reason /healthz shows; logs only when it was up."""
         if self.ok:
             log.error("broker %s unavailable: %s: %s (%s)", self.kind, type(error).__name__, error, self.meanwhile)
         self.ok = False
         self.reason = f"{type(error).__name__}: {error}"
 
     def up(self) -> None:
-        """A call succeeded: logged if the broker was away."""
+        """Marks the broker available again; logs only when it was down."""
         if not self.ok:
             log.warning("broker %s is back: %s", self.kind, self.back)
         self.ok = True
@@ -104,6 +104,9 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
         self.status.up()
 
     async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        """(channel, data) of every event on the subscribed channels, channel names without the namespace. Never ends:
+        when Redis fails, the outage is noted and Redis pinged again after 0.2 s, the wait doubling up to 5 s; once it
+        answers, every subscribed channel gets a `resync` event (RESYNC)."""
         delay = 0.2
         while True:
             try:
@@ -125,5 +128,6 @@ class ResilientRedisBackend(RedisChannelsPubSubBackend):
                 yield channel, RESYNC
 
     def subscribed_channels(self) -> list[str]:
+        """The channels this process listens on, without the namespace (those being unsubscribed left out)."""
         pubsub = self._pub_sub
         return [self._unnamed(c.decode()) for c in pubsub.channels.keys() - pubsub.pending_unsubscribe_channels]

@@ -25,6 +25,7 @@ PRESENCE = "presence"
 
 
 def person_channel(user_id: str) -> str:
+    """The channel of one person's events: "user:<user id>"."""
     return f"user:{user_id}"
 
 
@@ -67,6 +68,7 @@ class Bus:
 
     @staticmethod
     def conversation_channels(participant_ids: tuple[str, str]) -> list[str]:
+        """The channels that hear of a conversation: both participants' and the admins'."""
         return [person_channel(uid) for uid in participant_ids] + [ADMINS]
 
     def delivery(self, sent: Sent, sender: User | None) -> Delivery:

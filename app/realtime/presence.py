@@ -34,15 +34,19 @@ class Presence:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def is_online(self, user_id: str) -> bool:
+        """Whether the person has an open event stream (see `online`)."""
         return bool(self.online([user_id]))
 
     def online(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of `user_ids` have an open event stream in this process."""
         return {uid for uid in user_ids if self._streams[uid] > 0}
 
     async def start(self) -> None:
         """Background work (none in one process)."""
 
     async def stop(self) -> None:
+        """Cancels the pending offline announcements: a person whose last stream closed within the grace period is not
+        announced offline."""
         for handle in self._pending_offline.values():
             handle.cancel()
 
@@ -128,6 +132,9 @@ class RedisPresence(Presence):
         return f"{self._prefix}:user:{user_id}"
 
     def online(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of `user_ids` have an open stream in this process or an unexpired lease in Redis (any process).
+        Blocking (a synchronous Redis round trip: 2 s to connect, 3 s to answer at most), so for worker threads, not the
+        event loop; when Redis fails, what this process knows."""
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return set()
@@ -201,9 +208,13 @@ class RedisPresence(Presence):
                 log.debug("presence renewal failed: %s", error)
 
     async def start(self) -> None:
+        """Starts the background task that, every RENEW_SECONDS (10 s), renews this process's leases (LEASE_SECONDS,
+        30 s) and sweeps out the expired ones (`sweep`)."""
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Stops the renewal task, removes this process's leases of the people it holds streams of and announces offline
+        those not online elsewhere (Redis errors ignored), then closes the Redis clients."""
         await super().stop()
         if self._task:
             self._task.cancel()

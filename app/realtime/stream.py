@@ -62,6 +62,7 @@ def sse_fields(event: str, data: str) -> bytes:
 
 
 def with_id(event_id: int, fields: bytes) -> bytes:
+    """`fields` (one SSE event's lines) preceded by the `id: <event_id>` line."""
     return b"id: %d\n%b" % (event_id, fields)
 
 
@@ -137,6 +138,7 @@ class StreamRegistry:
         self._slot_of[subscriber] = slot
 
     def remove(self, user_id: str, subscriber: Subscriber) -> None:
+        """Forgets a closed stream of the person (nothing happens if it is not registered)."""
         streams = self._by_person.get(user_id)
         if streams is not None:
             with contextlib.suppress(ValueError):
@@ -157,6 +159,8 @@ class StreamRegistry:
         return len(self._slot_of)
 
     async def run_pings(self) -> None:
+        """Runs until cancelled: puts PING into every registered stream's queue once per `ping_seconds`, one slot every
+        `ping_seconds` / slots seconds, on a fixed schedule."""
         tick = self.ping_seconds / len(self._slots)
         loop = asyncio.get_running_loop()
         due, slot = loop.time(), 0
@@ -168,9 +172,11 @@ class StreamRegistry:
             slot = (slot + 1) % len(self._slots)
 
     async def start(self) -> None:
+        """Starts the ping ticker (`run_pings`) as a task."""
         self._ticker = asyncio.create_task(self.run_pings())
 
     async def stop(self) -> None:
+        """Cancels the ping ticker and waits for it to end."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -26,6 +26,8 @@ class NotSignedInAsAdmin(Exception):
 
 
 def require_admin(request: Request, db: Session) -> AdminAccount:
+    """The signed-in admin; otherwise 401 for an htmx request (NotAuthorizedException), and for a page
+    NotSignedInAsAdmin, which redirects to /login."""
     account = current_admin(request, db)
     if account is None:
         if request.headers.get("hx-request") == "true":
@@ -35,11 +37,14 @@ def require_admin(request: Request, db: Session) -> AdminAccount:
 
 
 def login_redirect(request: Request, _exc: Exception) -> Response:
+    """The answer to NotSignedInAsAdmin: 303 to /login, with `next` the requested path and query."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return Redirect("/login?" + urlencode({"next": target}), status_code=303)
 
 
 def parse_filters(role: str | None, person: str | None, q: str | None) -> MonitorFilter:
+    """The monitor's filters from its query values, never an error: `role` only when a chat role, `person` (stripped)
+    only when a valid user id, `q` stripped and cut to 100 characters; anything else is no filter."""
     return MonitorFilter(
         role=role if role in CHAT_ROLES else None,
         person=person.strip() if person and valid_user_id(person.strip()) else None,
@@ -48,6 +53,7 @@ def parse_filters(role: str | None, person: str | None, q: str | None) -> Monito
 
 
 def presence_of(request: Request, rows: list[MonitorRow]) -> set[str]:
+    """Which people of these monitor rows are online (a blocking Redis round trip with KEFU_BROKER_URL)."""
     return request.app.state.presence.online({uid for row in rows for uid in (row.user_a.id, row.user_b.id)})
 
 
@@ -74,11 +80,15 @@ class AdminController(Controller):
     @get("/", sync_to_thread=True)
     def monitor(self, request: Request, db: Db, role: QueryValue = None, person: QueryValue = None,
                 q: QueryValue = None) -> Template:
+        """GET /admin/: the monitor page, every conversation newest activity first, filtered by `role`, `person` and
+        `q`. Anyone but an admin is redirected to /login (303; htmx: 401)."""
         admin = require_admin(request, db)
         return Template("admin.html", context=self._page(request, db, admin, parse_filters(role, person, q), None))
 
     @get("/c/{cid:str}", sync_to_thread=True)
     def conversation(self, request: Request, db: Db, cid: PathId) -> Template:
+        """GET /admin/c/{cid}: the monitor with the conversation open (htmx: the open thread alone, _monitor_open.html);
+        marks nothing read. 404 for no such conversation; anyone but an admin goes to /login (htmx: 401)."""
         admin = require_admin(request, db)
         conversation_id = parse_id(cid)
         get_conversation(db, conversation_id)
@@ -88,6 +98,8 @@ class AdminController(Controller):
 
     @get("/c/{cid:str}/messages", sync_to_thread=True)
     def older(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Template:
+        """GET /admin/c/{cid}/messages: the fragment of the messages before message id `before` (the latest without it).
+        404 for no such conversation or an id that is not one; anyone but an admin goes to /login (htmx: 401)."""
         require_admin(request, db)
         open_ = thread_context(request, db, parse_id(cid))
         messages, has_more = msgs.messages_before(db, open_["row"].id, parse_id(before) if before else None)
@@ -98,6 +110,9 @@ class AdminController(Controller):
     @get("/c/{cid:str}/row", sync_to_thread=True)
     def row(self, request: Request, db: Db, cid: PathId, role: QueryValue = None, person: QueryValue = None,
             q: QueryValue = None) -> Response:
+        """GET /admin/c/{cid}/row (admins only): the conversation's row of the monitor list, for a live update; an empty
+        200 when there is no such conversation or it does not match the filters (`role`, `person`, `q`). 404 for a
+        `cid` that is not an id."""
         require_admin(request, db)
         row = monitor_row(db, parse_id(cid))
         filters = parse_filters(role, person, q)
@@ -108,6 +123,8 @@ class AdminController(Controller):
     @get("/list", sync_to_thread=True)
     def list_page(self, request: Request, db: Db, cursor: QueryValue = None, role: QueryValue = None,
                   person: QueryValue = None, q: QueryValue = None) -> Template:
+        """GET /admin/list (admins only): the page of the monitor list after `cursor`, with the same filters; 404 for a
+        cursor that does not decode."""
         require_admin(request, db)
         try:
             before = ListCursor.decode(cursor) if cursor else None
@@ -119,6 +136,8 @@ class AdminController(Controller):
 
     @get("/stats", sync_to_thread=True)
     def stats_page(self, request: Request, db: Db) -> Template:
+        """GET /admin/stats (admins only): messages and new conversations per day and the first-response times, over
+        the last stats.DAYS (30) days in KEFU_TIMEZONE."""
         admin = require_admin(request, db)
         zone = request.app.state.settings.zone
         context = {
@@ -133,6 +152,9 @@ class AdminController(Controller):
 
     @get("/audit", sync_to_thread=True)
     def audit_page(self, request: Request, db: Db, before: QueryValue = None, action: QueryValue = None) -> Template:
+        """GET /admin/audit (admins only): the audit log, newest first, 50 entries a page (`before`: the entry id to
+        continue before), of one `action` when it is a known one (another is ignored); 404 for a `before` that is not an
+        id."""
         admin = require_admin(request, db)
         chosen = action if action in audit.ACTIONS else None
         rows, next_before = audit.entries(db, parse_id(before) if before else None, chosen)

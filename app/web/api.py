@@ -44,6 +44,7 @@ MISSING_FIELD_RE = re.compile(r"missing required field `([^`]+)`")
 
 def api_error(status: int, code: str, message: str, field_name: str | None = None,
               headers: dict[str, str] | None = None) -> Response:
+    """An API error: `status` with {"error": {"code", "message"[, "field"]}} and any `headers`."""
     error: dict[str, Any] = {"code": code, "message": message}
     if field_name:
         error["field"] = field_name
@@ -51,6 +52,10 @@ def api_error(status: int, code: str, message: str, field_name: str | None = Non
 
 
 def http_error(_request: Request, exc: HTTPException) -> Response:
+    """The API's answer to Litestar's HTTP errors. A ValidationException is 400 `invalid_request` naming the field at
+    fault (for a body that lacks one, the missing field); any other keeps its status with a stable code (`unauthorized`
+    with WWW-Authenticate: Bearer, `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `too_large`,
+    `rate_limited`, else `bad_request`, or `error` from 500)."""
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
         first = extra[0] if extra and isinstance(extra[0], dict) else {}
@@ -68,6 +73,8 @@ def http_error(_request: Request, exc: HTTPException) -> Response:
 
 
 def chat_error(_request: Request, exc: ChatError) -> Response:
+    """The API's answer to domain errors: NotFound 404 `not_found`, Forbidden 403 `forbidden`, and any other ChatError
+    422 with the error's `code` (default `invalid`) and `field` (the error's own, else a message's "word: …" prefix)."""
     if isinstance(exc, NotFound):
         return api_error(404, "not_found", str(exc))
     if isinstance(exc, Forbidden):
@@ -178,6 +185,7 @@ class MessagePage:
 
 
 def user_out(user: User) -> UserOut:
+    """A person as the API returns them."""
     return UserOut(user.id, user.name, user.role, user.avatar_url, user.description)
 
 
@@ -238,6 +246,10 @@ class UsersController(Controller):
          description="Buyers, merchants and support people. Admins are created with `kefu admin` only.")
     def put_user(self, db: Db, user_id: PathId, data: Annotated[UserIn, Body(examples=[Example(
             value={"name": "保安堂药房", "role": "buyer", "description": "连锁药房"})])]) -> Response[UserOut]:
+        """Creates the person `user_id`, or updates their name, role, avatar URL and description (the URL is cut to 500
+        characters, the description to 1000). 201 with the person when created, 200 when updated; 400 for an invalid id
+        or body, 403 for an id reserved for Kefu (`kefu-…`) or belonging to an admin, 422 (field `name`) for a name that
+        is not accepted."""
         _check_user_id(user_id)
         refuse_reserved(user_id)  # kefu-system and the rest of kefu-…: 403
         existing = get_user(db, user_id)
@@ -252,6 +264,8 @@ class UsersController(Controller):
 
     @get("/{user_id:str}", sync_to_thread=True, responses=ERRORS, summary="Read a person")
     def get_user(self, db: Db, user_id: PathId) -> UserOut:
+        """The person `user_id`: a buyer, merchant or support person. 404 when there is no such person (admins and the
+        system included), 400 for an invalid id."""
         user = get_user(db, _check_user_id(user_id))
         if user is None or user.role not in CHAT_ROLES:
             raise NotFound(f"no person {user_id}")
@@ -264,6 +278,10 @@ class LinksController(Controller):
 
     @post("/", sync_to_thread=True, responses=ERRORS, summary="A signed, expiring sign-in URL for a person")
     def create_link(self, request: Request, state: State, db: Db, data: Annotated[LinkIn, Body()]) -> LinkOut:
+        """A signed sign-in URL for `user_id`, valid `ttl` seconds (default 300, at most 30 days), and its token and
+        expiry; with `target` (a person's id), the chat opens with them. 201; 404 for a person who does not exist
+        (create them with PUT /api/v1/users/{id} first) or an unknown target, 403 for an id reserved for Kefu, 422
+        (field `ttl`) for a ttl out of range, 400 for an invalid id."""
         refuse_reserved(_check_user_id(data.user_id))
         user = get_user(db, data.user_id)
         if not may_sign_in(user):
@@ -294,6 +312,9 @@ class ConversationsController(Controller):
             required=False, description="Start a sync: conversations with activity at or after this time "
                                         "(RFC 3339, e.g. 2025-11-25T08:00:00.000000Z), oldest activity first")] = None,
     ) -> Page:
+        """Keyset pages of the person's conversations (`user_id`) or of every conversation, `limit` a page (default 30,
+        at most 100): follow `next_cursor` until null, then sync from `next_updated_since`. 422 (field `cursor`) for a
+        cursor that does not decode, 400 for an invalid user id or query value."""
         with about("cursor"):  # a cursor continues its walk (whatever updated_since says); updated_since starts one
             position = sync.WalkCursor.decode(cursor) if cursor else None
         if position is None and updated_since is not None:
@@ -306,6 +327,9 @@ class ConversationsController(Controller):
     @post("/", sync_to_thread=True, summary="Open (or find) the conversation of two people",
           responses=ERRORS | {200: ResponseSpec(dict[str, Any], description="Found: it existed already")})
     def open_conversation(self, db: Db, data: Annotated[ConversationIn, Body()]) -> Response[dict[str, Any]]:
+        """The conversation of the two people in `user_ids`, created when they have none. 201 when created, 200 when it
+        existed; 422 (field `user_ids`) unless exactly two ids, 404 for an unknown person, 403 for a pair that may not
+        talk (buyer–merchant, buyer–support and merchant–support may), 400 for an invalid id."""
         if len(data.user_ids) != 2:
             raise InvalidInput("user_ids: exactly two people")
         a, b = (get_user(db, _check_user_id(uid)) for uid in data.user_ids)
@@ -318,6 +342,8 @@ class ConversationsController(Controller):
 
     @get("/{cid:str}", sync_to_thread=True, responses=ERRORS, summary="One conversation")
     def get_conversation(self, db: Db, cid: PathId) -> dict[str, Any]:
+        """The conversation `cid`: its participants, creation and last activity times, last message id and message
+        count. 404 for no such conversation."""
         return convs.conversation_data(convs.get_conversation(db, _conversation_id(cid)))
 
     @get("/{cid:str}/messages", sync_to_thread=True, responses=ERRORS, summary="Messages after an id, oldest first")
@@ -326,6 +352,8 @@ class ConversationsController(Controller):
         after: Annotated[int | None, QueryParameter(required=False, ge=0, le=MAX_ID)] = None,
         limit: Annotated[int | None, QueryParameter(required=False, ge=1, le=MAX_PAGE)] = None,
     ) -> MessagePage:
+        """The conversation's messages with ids above `after` (default 0), oldest first, `limit` a page (default 50, at
+        most 100); pass `next_after` as `after` for the next page (null on the last). 404 for no such conversation."""
         conversation_id = _conversation_id(cid)
         convs.get_conversation(db, conversation_id)
         size = _limit(limit)
@@ -347,6 +375,10 @@ class ConversationsController(Controller):
                            data: Annotated[MessageIn, Body(examples=[NOTICE_EXAMPLE])],
                            idempotency_key: Annotated[str | None, HeaderParameter(
                                name="Idempotency-Key", required=False, max_length=200)] = None) -> Response[Any]:
+        """Stores a message from `sender_id`, or a system notice (kind "system", or no sender), and delivers it live.
+        201 with the message; 200 with the message stored before under the same Idempotency-Key; 404 for no such
+        conversation, 403 for a sender who does not take part, 422 for a body not accepted (field `body`) or a key used
+        for a different message (`idempotency_key_reused`), 400 for an invalid sender id."""
         notice = data.kind == "system" or not data.sender_id
         sender_id = None if notice else _check_user_id(data.sender_id or "")
         idempotency = (request.state.api_key_id, idempotency_key) if idempotency_key else None

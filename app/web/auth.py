@@ -43,6 +43,8 @@ def safe_next(target: str | None) -> str:
 
 def login_form(request: Request, status: int, error: str | None = None, username: str = "",
                next_url: str = "/admin", headers: dict[str, str] | None = None) -> Response:
+    """The sign-in page answered with `status` (401, 429), an `error` line, the username typed, where to go next, and
+    `headers` (Retry-After)."""
     body = render("login.html", request=request, error=error, username=username, next_url=next_url)
     return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers or {})
 
@@ -55,6 +57,8 @@ class AuthController(Controller):
     def login_page(self, request: Request, db: Db,
                    next_url: Annotated[str | None, QueryParameter(name="next", required=False, max_length=500)] = None,
                    ) -> Response:
+        """GET /login: the admins' sign-in form; an admin already signed in gets 303 to `next` (a local path, else
+        /admin)."""
         if current_admin(request, db) is not None:
             return Redirect(safe_next(next_url), status_code=303)
         return Template("login.html", context={"next_url": safe_next(next_url), "username": "", "error": None})
@@ -66,6 +70,10 @@ class AuthController(Controller):
         db: Db,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
+        """POST /login (`username`, `password`, `remember`, `next`): 303 to `next` (a local path, else /admin) with the
+        admin cookie (a session of 7 days with `remember`, else 12 hours) and a device cookie; the form again with 401
+        for a wrong username or password, or 429 with Retry-After (seconds) while sign-ins are throttled. Each outcome
+        goes to the audit log (failures within audit_gate's bound)."""
         username = (data.get("username") or "")[:LOGIN_FIELD_LIMIT]
         password = (data.get("password") or "")[:LOGIN_FIELD_LIMIT]
         remember = data.get("remember") in {"1", "on", "true", "yes"}

@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 
 def client_address(request: Request) -> str:
+    """The client's IP address (the proxy's unless it is in KEFU_TRUSTED_PROXIES), or "" when unknown."""
     return request.client.host if request.client else ""
 
 
@@ -97,6 +98,7 @@ def confirm_page(token: str, target: str | None, current: User, identity: links.
 
 
 def is_htmx(request: Request) -> bool:
+    """Whether htmx sent the request (`HX-Request: true`): it gets a fragment, not a whole page."""
     return request.headers.get("hx-request") == "true"
 
 
@@ -164,6 +166,8 @@ def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[st
 
 
 def quick_context(db: Session, me: User, open_cid: int | None) -> dict[str, Any]:
+    """The quick-reply panel's part of a template context: the person's replies (none for buyers), the open
+    conversation's id, and no error."""
     return {"quick_replies": quick_replies.list_replies(db, me), "quick_cid": open_cid, "quick_error": None}
 
 
@@ -200,6 +204,12 @@ class ChatController(Controller):
         target: QueryValue = None,
         target_user_id: QueryValue = None,
     ) -> Response:
+        """GET /chat: the chat page of the person the tab acts for, with `target`'s conversation open (started when
+        there is none; coming from another site, a page asks first). 401 when no one is signed in, 403 for an admin,
+        404 or 400 for a `target` unknown or not allowed to talk with them, 429 past the limit of new conversations.
+        `user_id` signs a demo person in (403 with the demo off, 404 for no such person) and `token` a sign-in link
+        (403 when invalid or expired; from another site while someone else is signed in here, a page asks first):
+        then 303 to /chat. `target_user_id` is another name for `target`."""
         target = target or target_user_id
         if user_id is not None:
             return self._demo_sign_in(request, state, db, user_id, target)
@@ -296,6 +306,9 @@ class ChatController(Controller):
 
     @get("/c/{cid:str}", sync_to_thread=True)
     def conversation_page(self, request: Request, db: Db, cid: PathId) -> Response:
+        """GET /chat/c/{cid}: the chat page with the conversation open (htmx: the open conversation and the quick-reply
+        panel, _open_conversation.html); marks nothing read. 401 when not signed in, 403 for a non-participant or an
+        admin, 404 for no such conversation."""
         me = current_person(request, db)
         conversation_id = parse_id(cid)
         convs.get_membership(db, conversation_id, me.id)
@@ -311,6 +324,9 @@ class ChatController(Controller):
 
     @get("/c/{cid:str}/messages", sync_to_thread=True)
     def older_messages(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Response:
+        """GET /chat/c/{cid}/messages: the fragment of the messages before message id `before` (the latest without it).
+        401 when not signed in, 403 for a non-participant or an admin, 404 for no such conversation or an id that is not
+        one."""
         me = current_person(request, db)
         conversation_id = parse_id(cid)
         item = convs.conversation_item(db, conversation_id, me.id)
@@ -334,6 +350,10 @@ class ChatController(Controller):
         cid: PathId,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
+        """POST /chat/c/{cid}/messages (form field `body`, optional Idempotency-Key): 201 with the message's HTML,
+        delivered live; a refusal shown in the composer (422 for text or a key not accepted, 429 with Retry-After, 503
+        when the send took too long); 401 when not signed in, 403 for a non-participant or an admin, 404 for no such
+        conversation."""
         # The busiest route: one trip to a worker thread for the database, then publish from the event loop.
         return await send_and_deliver(state, text_sender(request, state, cid, data.get("body")))
 

@@ -32,6 +32,9 @@ def _titles() -> dict[int, tuple[str, str]]:
 
 
 def error_response(request: Request, status: int, detail: str | None = None) -> Response:
+    """The error answer for `status`: JSON {"error": {"code", "message"}} under /api/, else the translated error page
+    (htmx: a fragment) with `detail` or the status's own text. A status without a text of its own gets the 400 or 500
+    one; 405 says Allow: GET, POST."""
     title, default_text = _titles().get(status, _titles()[500 if status >= 500 else 400])
     if request.url.path.startswith("/api/"):  # the API's callers read JSON, whatever went wrong
         code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -48,6 +51,8 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:
+    """Litestar's HTTP errors as `error_response`, with their headers (Retry-After…); their detail is shown only when
+    marked public (`public_error`: extra={"public": True}), otherwise the status's own text."""
     detail = exc.detail if isinstance(exc.detail, str) and exc.extra == {"public": True} else None
     response = error_response(request, exc.status_code, detail)
     for key, value in (exc.headers or {}).items():
@@ -56,12 +61,15 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
 
 
 def chat_error_handler(request: Request, exc: ChatError) -> Response:
+    """Domain errors outside the API: NotFound 404, Forbidden 403, and 400 for any other, InvalidInput's text shown.
+    Looked up by exact class: a ChatError not handled before (TooFrequent, SendTooSlow…) is 400 too."""
     status = {NotFound: 404, Forbidden: 403, InvalidInput: 400}.get(type(exc), 400)
     detail = str(exc) if isinstance(exc, InvalidInput) else None
     return error_response(request, status, detail)
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """Any other exception: logged with its traceback, answered 500 (the error page, or JSON under /api/)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR)
 

@@ -76,6 +76,10 @@ def _revalidation(request: Request, state: State, viewer: Viewer) -> Callable[[]
 
 @get("/events", include_in_schema=False)
 async def events(request: Request, state: State) -> Stream:
+    """GET /events: the Server-Sent Events stream (text/event-stream) of the person the tab acts for, or of the admin
+    (`?monitor=1`, or no person named), replaying first what was stored after Last-Event-ID (or `last_event_id`). 401
+    when no one is signed in; 429 with Retry-After (seconds) past the limit of stream opens (60 a minute, by
+    default)."""
     viewer, latest = await to_thread.run_sync(_viewer_and_latest, request, state)
     if viewer is None:
         raise NotAuthorizedException()

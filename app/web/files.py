@@ -24,6 +24,7 @@ SANDBOX_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sa
 
 
 def max_upload_bytes(state: State) -> int:
+    """The largest upload in bytes: KEFU_MAX_UPLOAD_MB mebibytes (1024 × 1024 bytes each)."""
     return int(state.settings.max_upload_mb) * 1024 * 1024
 
 
@@ -57,10 +58,15 @@ class FilesController(Controller):
 
     @get("/files/{mid:str}", sync_to_thread=True)
     def download(self, request: Request, state: State, db: Db, mid: PathId) -> File:
+        """GET /files/{mid}: the file of message `mid`, images inline and other files as attachments (sandboxing CSP,
+        no-store). 401 when no one is signed in in this browser, 404 for no such file, 403 unless an admin or a
+        participant is signed in here."""
         return self._send(request, state, db, parse_id(mid), thumbnail=False)
 
     @get("/files/{mid:str}/thumb", sync_to_thread=True)
     def thumbnail(self, request: Request, state: State, db: Db, mid: PathId) -> File:
+        """GET /files/{mid}/thumb: the image's thumbnail (PNG or JPEG), or the file itself when it has none; answers as
+        `download` does."""
         return self._send(request, state, db, parse_id(mid), thumbnail=True)
 
     def _send(self, request: Request, state: State, db: Session, message_id: int, thumbnail: bool) -> File:

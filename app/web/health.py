@@ -26,6 +26,9 @@ def _database_ok(state: State) -> tuple[bool, str]:
 
 @get("/healthz", sync_to_thread=True, include_in_schema=False)
 def healthz(state: State) -> Response:
+    """GET /healthz: 200 with {"status": "ok", "database": "ok", "broker": its kind} while the database answers at the
+    code's schema revision and the broker is up; else 503 with "status": "error" and the reasons (the database's error
+    class or the revision to upgrade to, the broker's outage)."""
     database_ok, database = _database_ok(state)
     broker = state.broker
     body = {

@@ -79,10 +79,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(HEAD_SECONDS, "request head")
 
     def on_url(self, url: bytes) -> None:
+        """Counts the URL's bytes into the head (HeadTooLarge, answered 400, past MAX_HEAD_BYTES)."""
         self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Counts a header's bytes (name, value, ": " and CRLF) into the head (HeadTooLarge, answered 400, past
+        MAX_HEAD_BYTES)."""
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
 

@@ -8,4 +8,5 @@ from app.i18n import current_locale, pick_locale
 
 
 async def set_locale(request: Request) -> None:
+    """Before each request: the language of its answer, from Accept-Language (`app.i18n.pick_locale`)."""
     current_locale.set(pick_locale(request.headers.get("accept-language")))

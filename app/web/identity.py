@@ -41,13 +41,16 @@ class SessionData:
 
     @property
     def people(self) -> tuple[str, ...]:
+        """The user ids, oldest sign-in first."""
         return tuple(user_id for user_id, _token in self.entries)
 
     @property
     def tokens(self) -> tuple[str, ...]:
+        """The session tokens, in the same order as `people`."""
         return tuple(token for _user_id, token in self.entries)
 
     def token_of(self, user_id: str) -> str | None:
+        """The session token this browser holds for `user_id`, or None."""
         return next((token for uid, token in self.entries if uid == user_id), None)
 
     def with_person(self, user_id: str, token: str) -> tuple[SessionData, list[str]]:
@@ -60,10 +63,13 @@ class SessionData:
         return SessionData(entries=tuple(kept[-MAX_PEOPLE:])), dropped
 
     def to_json(self) -> dict[str, Any]:
+        """The cookie's payload: {"s": [[user id, token], …]}, oldest first."""
         return {"s": [list(entry) for entry in self.entries]}
 
     @classmethod
     def from_json(cls, data: Any) -> SessionData:
+        """The people of a cookie's payload, invalid entries dropped and the newest MAX_PEOPLE (8) kept; empty for a
+        payload of another shape."""
         if not isinstance(data, dict) or not isinstance(data.get("s"), list):
             return cls()
         entries = tuple((e[0], e[1]) for e in data["s"] if _valid_entry(e))
@@ -71,6 +77,7 @@ class SessionData:
 
 
 def serializer(secret_key: str) -> URLSafeTimedSerializer:
+    """The signer of the people's cookie (itsdangerous, timed, salt "kefu-session")."""
     return URLSafeTimedSerializer(secret_key, salt="kefu-session")
 
 

@@ -23,12 +23,16 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 
 
 def panel(db: Session, me: User, cid: int | None, error: str | None = None, status: int = 200) -> Template:
+    """The quick-reply panel (_quick_replies.html) of `me`, `cid` being the open conversation, with an `error` line and
+    `status` (422 with an error)."""
     context: dict[str, Any] = {"me": me, "quick_replies": replies.list_replies(db, me), "quick_cid": cid,
                                "quick_error": error}
     return Template("_quick_replies.html", context=context, status_code=status)
 
 
 def open_cid(raw: str | None) -> int | None:
+    """The open conversation's id from a form or query value, None when empty; 404 (NotFoundException) when not an
+    id."""
     return parse_id(raw) if raw else None
 
 
@@ -39,10 +43,15 @@ class QuickRepliesController(Controller):
     @get("/", sync_to_thread=True)
     def show(self, request: Request, db: Db,
              cid: Annotated[str | None, QueryParameter(required=False, max_length=20)] = None) -> Template:
+        """GET /chat/quick-replies/: the quick-reply panel (empty for buyers), `cid` being the open conversation. 401
+        when no one is signed in, 403 for an admin."""
         return panel(db, current_person(request, db), open_cid(cid))
 
     @post("/", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
     def create(self, request: Request, db: Db, data: Form) -> Template:
+        """POST /chat/quick-replies/ (form `body`, `cid`): adds a quick reply at the end of the list. 200 with the
+        panel; 422 with the panel and the error for text not accepted or one reply too many; 403 for buyers and
+        admins."""
         me = current_person(request, db, write=True)
         try:
             replies.create(db, me, data.get("body"))
@@ -54,6 +63,9 @@ class QuickRepliesController(Controller):
 
     @post("/{rid:str}", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
     def edit(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+        """POST /chat/quick-replies/{rid} (form `body`, `cid`): new text for one's quick reply. 200 with the panel; 422
+        with the panel and the error for text not accepted; 403 (not one's own, a buyer, an admin), 404 (no such
+        reply)."""
         me = current_person(request, db, write=True)
         try:
             replies.update(db, me, parse_id(rid), data.get("body"))
@@ -65,6 +77,8 @@ class QuickRepliesController(Controller):
 
     @post("/{rid:str}/delete", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
     def delete(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+        """POST /chat/quick-replies/{rid}/delete (form `cid`): deletes one's quick reply. 200 with the panel; 403 (not
+        one's own, a buyer, an admin), 404 (no such reply)."""
         me = current_person(request, db, write=True)
         replies.delete(db, me, parse_id(rid))
         db.commit()
@@ -72,6 +86,9 @@ class QuickRepliesController(Controller):
 
     @post("/{rid:str}/move", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
     def move(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+        """POST /chat/quick-replies/{rid}/move (form `direction`: up or down, `cid`): swaps the reply with its neighbour
+        (at an end, nothing changes). 200 with the panel; 400 for another direction, 403 (not one's own, a buyer, an
+        admin), 404 (no such reply)."""
         me = current_person(request, db, write=True)
         replies.move(db, me, parse_id(rid), data.get("direction", ""))
         db.commit()

@@ -15,6 +15,9 @@ FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto"}
 
 
 def content_security_policy(frame_ancestors: str) -> str:
+    """The Content-Security-Policy of the app's pages: scripts, styles, fonts and connections from this origin only (no
+    inline script, no eval), images also from data: and blob:, no plugins, forms posting here only, and framed only by
+    `frame_ancestors` (KEFU_FRAME_ANCESTORS)."""
     return "; ".join([
         "default-src 'self'",
         "script-src 'self'",  # no inline scripts, no eval: htmx runs with allowEval off
@@ -53,6 +56,9 @@ class SecurityHeadersMiddleware:
         self.docs_raw = [(name.encode(), value.encode()) for name, value in docs.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Adds to each HTTP response the security headers it lacks (the CSP, a looser one on the API's doc pages;
+        nosniff, Referrer-Policy, Permissions-Policy), Cache-Control: no-store outside /static/, and behind HTTPS the
+        Secure flag on cookies and HSTS (one year)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
