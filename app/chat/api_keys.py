@@ -22,7 +22,7 @@ def _digest(key: str) -> str:
 def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
     """The stored record and the key itself, which is never stored nor shown again."""
     if not valid_user_id(name):
-        raise InvalidInput("name: letters, digits and - _ . @ only, at most 64 characters")
+        raise InvalidInput("name: letters, digits and - _ . @ only, at most 64 characters", field="name")
     if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
         raise InvalidInput(f"an API key named {name} exists already")
     key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -16,7 +16,7 @@ import charset_normalizer
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
-from app.chat.errors import ChatError, InvalidInput
+from app.chat.errors import ChatError, InvalidInput, Unavailable
 from app.chat.messages import Admit, Outgoing, Sent, send
 from app.db.models import Attachment, utcnow
 from app.i18n import gettext as _
@@ -39,12 +39,16 @@ Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS // 2  # Pillow raises past twice this, 
 class UnsupportedType(ChatError):
     """Not an allowed type, or the bytes do not match the name (415)."""
 
+    code = "unsupported_type"
+
 
 class TooLarge(ChatError):
     """Larger than the configured limit, or an image with too many pixels or frames (413)."""
 
+    code = "too_large"
 
-class Busy(ChatError):
+
+class Busy(Unavailable):
     """Every place to decode images is taken for longer than IMAGE_WAIT_SECONDS (503)."""
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.chat import webhooks
-from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.chat.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from app.chat.paging import page_of
 from app.chat.text import clean_text
 from app.db.models import Attachment, Conversation, IdempotencyKey, Member, Message, User, utcnow
@@ -38,7 +38,7 @@ MAX_SEND_SECONDS = 5.0
 LOOK_BACK_SECONDS = 15.0
 
 
-class SendTooSlow(ChatError):
+class SendTooSlow(Unavailable):
     """The send took longer than MAX_SEND_SECONDS between taking its id and committing: rolled back, nothing
     stored; the sender may simply try again (503)."""
 
@@ -46,6 +46,8 @@ class SendTooSlow(ChatError):
 class KeyReused(InvalidInput):
     """An Idempotency-Key already used for a different request (another conversation, sender or body): 422, as the
     IETF draft "The Idempotency-Key HTTP Header Field" (section 2.7) says."""
+
+    code = "idempotency_key_reused"
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,19 @@ def parse_target(url: str) -> SplitResult:
     """The parts of a webhook URL, or InvalidInput ("url: …"): http or https, a host, a valid port, no user name or
     password (they would show in `kefu webhook list`), no spaces or control characters."""
     if len(url) > MAX_URL_LENGTH or any(c.isspace() or not c.isprintable() for c in url):
-        raise InvalidInput(_("url: 地址不能含空白或控制字符，且最多 {n} 个字符。").format(n=MAX_URL_LENGTH))
+        text = _("url: 地址不能含空白或控制字符，且最多 {n} 个字符。").format(n=MAX_URL_LENGTH)
+        raise InvalidInput(text, field="url")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as error:
-        raise InvalidInput(_("url: 不是有效的地址（{error}）。").format(error=error)) from error
+        raise InvalidInput(_("url: 不是有效的地址（{error}）。").format(error=error), field="url") from error
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(_("url: 须是 http:// 或 https:// 开头的地址。"))
+        raise InvalidInput(_("url: 须是 http:// 或 https:// 开头的地址。"), field="url")
     if parts.username is not None or parts.password is not None:
-        raise InvalidInput(_("url: 地址里不能有用户名或密码。"))
+        raise InvalidInput(_("url: 地址里不能有用户名或密码。"), field="url")
     if port == 0:
-        raise InvalidInput(_("url: 端口不能是 0。"))
+        raise InvalidInput(_("url: 端口不能是 0。"), field="url")
     return parts
 
 
@@ -45,7 +46,7 @@ def is_public(address: str) -> bool:
 def check_addresses(host: str, addresses: list[str], private_allowed: bool) -> None:
     """InvalidInput when `host` resolved to nothing, or to an address that is not public while that is not allowed."""
     if not addresses:
-        raise InvalidInput(_("url: 无法解析主机名 {host}。").format(host=host))
+        raise InvalidInput(_("url: 无法解析主机名 {host}。").format(host=host), field="url")
     if private_allowed:
         return
     for address in addresses:

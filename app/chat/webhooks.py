@@ -32,7 +32,7 @@ def add_webhook(session: Session, url: str, events: list[str], private_allowed: 
     check_target(url, private_allowed)
     unknown = [e for e in events if e not in EVENTS]
     if unknown or not events:
-        raise InvalidInput(f"events: choose from {', '.join(EVENTS)}")
+        raise InvalidInput(f"events: choose from {', '.join(EVENTS)}", field="events")
     hook = Webhook(url=url, events=",".join(dict.fromkeys(events)), secret=secrets.token_urlsafe(32))
     session.add(hook)
     session.flush()

@@ -29,12 +29,13 @@ from app.chat import conversations as convs
 from app.chat import links, sync
 from app.chat import messages as msgs
 from app.chat.api_keys import find_active
-from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound, TooFrequent
 from app.chat.paging import id_from
 from app.chat.people import CHAT_ROLES, get_user, may_sign_in, refuse_reserved, upsert_user, valid_user_id
 from app.db.models import MAX_ID, Message, User, utcnow
 from app.realtime.bus import Delivery
 from app.web.deps import Db, PathId
+from app.web.errors import api_code, status_of
 
 MAX_PAGE = 100
 MISSING_FIELD_RE = re.compile(r"missing required field `([^`]+)`")
@@ -65,43 +66,26 @@ def http_error(_request: Request, exc: HTTPException) -> Response:
         if field_name == "data" and missing:  # the body lacks a field: name it, not the body
             field_name = missing.group(1)
         return api_error(400, "invalid_request", message, field_name)
-    codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-             409: "conflict", 413: "too_large", 429: "rate_limited"}
-    code = codes.get(exc.status_code, "error" if exc.status_code >= 500 else "bad_request")
+    code = api_code(exc.status_code)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return api_error(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 def chat_error(_request: Request, exc: ChatError) -> Response:
-    """The API's answer to domain errors: NotFound 404 `not_found`, Forbidden 403 `forbidden`, and any other ChatError
-    422 with the error's `code` (default `invalid`) and `field` (the error's own, else a message's "word: …" prefix)."""
-    if isinstance(exc, NotFound):
-        return api_error(404, "not_found", str(exc))
-    if isinstance(exc, Forbidden):
-        return api_error(403, "forbidden", str(exc))
-    message = str(exc)
-    field_name = message.split(":", 1)[0] if ":" in message and " " not in message.split(":", 1)[0] else None
-    return api_error(422, getattr(exc, "code", "invalid"), message, getattr(exc, "field", None) or field_name)
-
-
-class InvalidField(InvalidInput):
-    """A domain validation error about one field of the request, with the error code the API answers with."""
-
-    def __init__(self, field_name: str, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.field = field_name
-        self.code = code
+    """The API's answer to domain errors: the status of its kind (`status_of`: 404, 403, 413, 415, 422, 429 with
+    Retry-After, 503), its stable `code`, its message and the field it is about, where one is known."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooFrequent) else None
+    return api_error(status_of(exc), exc.code, str(exc), exc.field, headers)
 
 
 @contextmanager
 def about(field_name: str) -> Iterator[None]:
-    """The domain's InvalidInput raised inside names `field_name`."""
+    """A domain error raised inside that names no field is about `field_name`."""
     try:
         yield
-    except InvalidField:
+    except ChatError as error:
+        error.field = error.field or field_name
         raise
-    except InvalidInput as error:
-        raise InvalidField(field_name, str(error)) from error
 
 
 # --- authentication ---
@@ -331,7 +315,7 @@ class ConversationsController(Controller):
         existed; 422 (field `user_ids`) unless exactly two ids, 404 for an unknown person, 403 for a pair that may not
         talk (buyer–merchant, buyer–support and merchant–support may), 400 for an invalid id."""
         if len(data.user_ids) != 2:
-            raise InvalidInput("user_ids: exactly two people")
+            raise InvalidInput("exactly two people", field="user_ids")
         a, b = (get_user(db, _check_user_id(uid)) for uid in data.user_ids)
         if a is None or b is None:
             raise NotFound("no such person")
@@ -408,7 +392,8 @@ def _send_once(db: Session, outgoing: msgs.Outgoing) -> msgs.Sent:
         try:
             return msgs.send(db, outgoing)
         except msgs.KeyReused as error:
-            raise InvalidField("Idempotency-Key", str(error), "idempotency_key_reused") from error
+            error.field = "Idempotency-Key"
+            raise
 
 
 def _rfc3339(moment: datetime) -> str:

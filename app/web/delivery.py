@@ -11,19 +11,14 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.enums import MediaType
 
-from app.chat.errors import ChatError, InvalidInput, TooFrequent
-from app.chat.files import Busy, TooLarge, UnsupportedType
+from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound, TooFrequent
 from app.chat.messages import Admit, SendTooSlow, Sent
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime.bus import Delivery
-from app.web.errors import composer_error
+from app.web.errors import composer_error, status_of
 
 Work = Callable[[], tuple[Sent, User | None]]
-REFUSALS: dict[type[ChatError], int] = {InvalidInput: 422, TooLarge: 413, UnsupportedType: 415, TooFrequent: 429,
-                                        SendTooSlow: 503, Busy: 503}
-
-
 CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")  # the page sends 22 characters of base64url (128 random bits)
 
 
@@ -61,15 +56,14 @@ def admit(state: State, kind: str) -> Admit:
 
 
 def composer_refusal(error: ChatError) -> Response | None:
-    """The composer's answer to a refused send (422, 413, 415, 429 with Retry-After, 503), or None for errors the
-    app's handlers answer (NotFound 404, Forbidden 403)."""
-    status = next((code for kind, code in REFUSALS.items() if isinstance(error, kind)), None)
-    if status is None:
+    """The composer's answer to a refused send, in place: the status of the error's kind (`status_of`: 422, 413,
+    415, 429 with Retry-After, 503), or None for NotFound and Forbidden, which the app's handlers answer (404, 403)."""
+    if isinstance(error, NotFound | Forbidden):
         return None
     if isinstance(error, SendTooSlow):
-        return composer_error(_("发送超时，消息没有发出。请重试。"), status)
+        return composer_error(_("发送超时，消息没有发出。请重试。"), status_of(error))
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, TooFrequent) else None
-    return composer_error(str(error), status, headers)
+    return composer_error(str(error), status_of(error), headers)
 
 
 async def send_and_deliver(state: State, work: Work) -> Response:

@@ -8,7 +8,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound
+from app.chat.errors import ChatError, Forbidden, NotFound, TooFrequent
 from app.i18n import gettext as _
 from app.templating import render
 
@@ -37,9 +37,7 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
     one; 405 says Allow: GET, POST."""
     title, default_text = _titles().get(status, _titles()[500 if status >= 500 else 400])
     if request.url.path.startswith("/api/"):  # the API's callers read JSON, whatever went wrong
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                413: "too_large", 429: "rate_limited"}.get(status, "error" if status >= 500 else "bad_request")
-        return Response({"error": {"code": code, "message": detail or title}}, status_code=status)
+        return Response({"error": {"code": api_code(status), "message": detail or title}}, status_code=status)
     text = detail or default_text
     is_htmx = request.headers.get("hx-request") == "true"
     template = "_error_fragment.html" if is_htmx else "error.html"
@@ -48,6 +46,25 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
     if status == 405:
         headers["Allow"] = "GET, POST"
     return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers)
+
+
+# The one table of a domain error's HTTP status, by its `code` (app/chat/errors.py); what is not here is a 400.
+STATUS_OF_CODE = {"not_found": 404, "forbidden": 403, "invalid": 422, "idempotency_key_reused": 422,
+                  "too_large": 413, "unsupported_type": 415, "rate_limited": 429, "unavailable": 503}
+# The API's stable error code of an HTTP status, for errors that are not the domain's (Litestar's own).
+API_CODE_OF_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                      405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_type",
+                      422: "invalid", 429: "rate_limited", 503: "unavailable"}
+
+
+def status_of(error: ChatError) -> int:
+    """The HTTP status of a domain error, by its code (STATUS_OF_CODE): 404, 403, 422, 413, 415, 429, 503, else 400."""
+    return STATUS_OF_CODE.get(error.code, 400)
+
+
+def api_code(status: int) -> str:
+    """The API's stable error code for an HTTP status (API_CODE_OF_STATUS; `error` for any 5xx not in it)."""
+    return API_CODE_OF_STATUS.get(status, "error" if status >= 500 else "bad_request")
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:
@@ -61,11 +78,16 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
 
 
 def chat_error_handler(request: Request, exc: ChatError) -> Response:
-    """Domain errors outside the API: NotFound 404, Forbidden 403, and 400 for any other, InvalidInput's text shown.
-    Looked up by exact class: a ChatError not handled before (TooFrequent, SendTooSlow…) is 400 too."""
-    status = {NotFound: 404, Forbidden: 403, InvalidInput: 400}.get(type(exc), 400)
-    detail = str(exc) if isinstance(exc, InvalidInput) else None
-    return error_response(request, status, detail)
+    """Domain errors outside the API (pages, fragments): the status of its kind (`status_of`), except that invalid
+    input in a page's request is a bad request (400, as CONTRACT.md says of a pair that may not talk); the error's
+    own text is shown, but for "not found" and "forbidden" (whose texts are not written for people); a rate limit
+    says when to come back (Retry-After)."""
+    status = 400 if exc.code == "invalid" else status_of(exc)
+    detail = None if isinstance(exc, NotFound | Forbidden) else str(exc) or None
+    response = error_response(request, status, detail)
+    if isinstance(exc, TooFrequent):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
