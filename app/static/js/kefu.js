@@ -443,6 +443,7 @@
     const mid = Number(article.dataset.messageId);
     const fresh = firstTime(mid);
     insertMessage(article); // by id: a second copy is not inserted
+    if (article.dataset.clientKey && article.dataset.senderId === me) storedByStream(article);
     const listed = updateListItem(article);
     if (!fresh) return;
     if (monitor || article.dataset.senderId === me) {
@@ -466,6 +467,7 @@
     let lastSignal = Date.now();
     let everOpened = false;
     let stopped = false; // too many tabs: the server asked this one to stop
+    let failures = 0; // errors since the stream was last open
     const conn = () => $('[data-testid="connection"]');
     const heard = (s, handler) => (e) => {
       if (s !== source) return; // a stream that was replaced says nothing any more
@@ -486,16 +488,20 @@
       s.onopen = () => {
         if (s !== source) return;
         delay = 1000;
+        failures = 0;
         lastSignal = Date.now();
         conn()?.setAttribute("data-state", "open");
-        retrySoon(); // the server is reachable again: waiting sends go now
+        retryAllNow(); // the server is reachable again: waiting sends go now
         if (everOpened) caughtUp(); // counts, order and read receipts may have moved while we were away
         everOpened = true;
       };
       s.onerror = () => {
         if (s !== source) return;
         conn()?.setAttribute("data-state", "reconnecting");
-        if (s.readyState === EventSource.CLOSED) retry(); // else the browser is already reconnecting it
+        failures += 1;
+        // The browser reconnects by itself after the server's `retry:` hint (a restarting server spreads them);
+        // if that fails too, the server is away: wait longer and longer (retry), not every second.
+        if (s.readyState === EventSource.CLOSED || failures >= 2) retry();
       };
       s.addEventListener("message", heard(s, (e) => {
         const article = parseMessage(e.data);
@@ -575,38 +581,71 @@
     area.form.requestSubmit();
   });
   // --- sending: the outbox. Each message gets its own key (Idempotency-Key) and is tried until the server
-  // answers, one at a time in the order sent: a dropped connection, a proxy's 502 or a restarting server (503)
-  // neither loses it nor sends it twice (the server stores one message per key). It shows in the thread at once,
-  // "发送中…", then "重试中…" while it waits to try again; a refusal (too long, too frequent…) puts the text back.
-  const RETRY = new Set([0, 500, 502, 503, 504]); // no answer, or a server or proxy that could not answer
-  const outbox = []; // {key, cid, url, body, text, file}: waiting, oldest first; outbox[0] may be on the wire
-  let onWire = false;
-  let retryTimer = null;
-  let retryDelay = 0;
+  // answers: a dropped connection, a proxy's 502, a restarting server (503) or a rate limit (429, after its
+  // Retry-After) neither loses it nor sends it twice (the server stores one message per key). One queue per
+  // conversation, one send of each on the wire at a time: messages arrive in the order sent, and one conversation's
+  // trouble holds up no other. A send shows in its thread at once ("发送中…", then "重试中…" or "稍后自动发送"); texts
+  // and quick replies outlive a reload of the tab (sessionStorage, same keys); a refusal (too long, nothing
+  // visible…) gives the text back, with the reason, in its own conversation.
+  const RETRY = new Set([0, 429, 500, 502, 503, 504]); // no answer, a server or proxy that could not answer, too soon
+  const SAVED = `kefu-outbox:${me}`;
+  const queues = new Map(); // conversation id -> {items, onWire, timer, delay}; items[0] may be on the wire
+  const refusals = new Map(); // conversation id -> {why, text}: refused while another conversation was open
   function newKey() {
     const bytes = crypto.getRandomValues(new Uint8Array(16));
     return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
+  function queueOf(cid) {
+    if (!queues.has(cid)) queues.set(cid, { items: [], onWire: false, timer: null, delay: 0 });
+    return queues.get(cid);
+  }
+  function pendingItems() {
+    return [...queues.values()].flatMap((q) => q.items);
+  }
+  // Texts and quick replies are kept for a reload of this tab (a file cannot be: the page warns before it goes).
+  function save() {
+    const kept = pendingItems().filter((i) => !i.file)
+      .map(({ key, cid, url, text, preview, form }) => ({ key, cid, url, text, preview, form }));
+    try {
+      if (kept.length) sessionStorage.setItem(SAVED, JSON.stringify(kept));
+      else sessionStorage.removeItem(SAVED);
+    } catch { /* storage full or off: the sends still go, they just do not outlive the page */ }
+  }
+  function restore() {
+    let saved = [];
+    try { saved = JSON.parse(sessionStorage.getItem(SAVED) || "[]"); } catch { saved = []; }
+    for (const item of Array.isArray(saved) ? saved : []) {
+      if (item && item.key && item.cid && item.url) add({ ...item, state: "sending" });
+    }
+  }
   function enqueue(item) {
-    item.key = newKey();
-    item.state = "sending";
-    outbox.push(item);
+    add({ ...item, key: newKey(), state: "sending" });
+  }
+  function add(item) {
+    const q = queueOf(item.cid);
+    q.items.push(item);
+    save();
     showPending(item);
-    pump();
+    if (q.timer) retryNow(item.cid); // someone is writing: try the waiting one again now
+    pump(item.cid);
   }
-  function pump() {
-    if (onWire || retryTimer || !outbox.length) return;
-    onWire = true;
-    attempt(outbox[0]);
+  function pump(cid) {
+    const q = queueOf(cid);
+    if (q.onWire || q.timer || !q.items.length) return;
+    q.onWire = true;
+    attempt(cid, q.items[0]);
   }
-  // Try the waiting sends now (the network is back, the stream reopened): no need to wait out the delay.
-  function retrySoon() {
-    if (!retryTimer) return;
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    pump();
+  function retryNow(cid) {
+    const q = queueOf(cid);
+    if (!q.timer) return;
+    clearTimeout(q.timer);
+    q.timer = null;
+    pump(cid);
   }
-  function attempt(item) {
+  function retryAllNow() {
+    for (const cid of queues.keys()) retryNow(cid);
+  }
+  function attempt(cid, item) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", item.url);
     for (const [name, value] of Object.entries(requestHeaders())) xhr.setRequestHeader(name, value);
@@ -619,62 +658,114 @@
         if (bar && e.lengthComputable) bar.value = Math.round((e.loaded / e.total) * 100);
       };
     }
-    xhr.onload = () => settle(item, xhr.status, xhr);
-    xhr.onerror = xhr.ontimeout = xhr.onabort = () => settle(item, 0, xhr);
-    xhr.send(item.body);
+    xhr.onload = () => settle(cid, item, xhr.status, xhr);
+    xhr.onerror = xhr.ontimeout = () => settle(cid, item, 0, xhr);
+    if (item.file) {
+      const data = new FormData();
+      data.append("file", item.file);
+      xhr.send(data);
+    } else {
+      xhr.send(new URLSearchParams(item.form || {}));
+    }
   }
-  function settle(item, status, xhr) {
-    onWire = false;
+  function settle(cid, item, status, xhr) {
+    const q = queueOf(cid);
+    q.onWire = false;
     if (item.file) { const bar = progressBar(); if (bar) bar.hidden = true; }
+    if (!q.items.includes(item)) return pump(cid); // the stream showed it stored meanwhile
+    if (item.stored && !(status >= 400 && status < 500)) status = 201; // stored, whatever became of the answer
     if (RETRY.has(status)) {
-      setSendState(item, "retrying");
       const asked = Number(xhr.getResponseHeader("Retry-After")) * 1000 || 0;
-      retryDelay = Math.min(Math.max(retryDelay * 2, 1000, asked), 15000);
-      retryTimer = setTimeout(() => { retryTimer = null; pump(); }, retryDelay * (0.8 + Math.random() * 0.4));
+      setSendState(item, status === 429 ? "waiting" : "retrying");
+      q.delay = status === 429 ? Math.max(asked, 1000) : Math.min(Math.max(q.delay * 2, 1000, asked), 10000);
+      q.timer = setTimeout(() => { q.timer = null; pump(cid); }, q.delay * (0.8 + Math.random() * 0.4));
       return;
     }
-    outbox.shift();
-    retryDelay = 0;
+    q.items.splice(q.items.indexOf(item), 1);
+    q.delay = 0;
+    save();
     if (status === 200 || status === 201) {
-      const article = parseMessage(xhr.responseText);
       pendingRow(item.key)?.remove();
+      const article = xhr.status === status ? parseMessage(xhr.responseText) : null; // else the stream brought it
       if (article) onMessage(article);
-      const error = $(".composer-error");
-      if (error) error.textContent = "";
+      const error = $(".composer-error"); // an earlier refusal's reason has been read: a send went through since
+      if (error && openThread()?.dataset.conversationId === cid) error.textContent = "";
     } else {
       refused(item, status, xhr.responseText);
     }
-    pump();
+    showSendStatus();
+    pump(cid);
   }
-  // The server said no (4xx): the message is not sent; say why, in Chinese, and give the text back.
+  // The stream brought a send of this tab's, stored: it need not be tried again (its answer may have been lost).
+  function storedByStream(article) {
+    const q = queues.get(article.dataset.conversationId);
+    const index = q ? q.items.findIndex((i) => i.key === article.dataset.clientKey) : -1;
+    if (index < 0) return;
+    if (index === 0 && q.onWire) { q.items[0].stored = true; return; } // on the wire: settled when it ends
+    q.items.splice(index, 1);
+    save();
+    if (index === 0) {
+      clearTimeout(q.timer);
+      q.timer = null;
+      q.delay = 0;
+      pump(article.dataset.conversationId);
+    }
+    showSendStatus();
+  }
+  // The server said no (4xx): the message is not sent. Say why, in Chinese, in its own conversation, and give the
+  // text back (into an empty composer, else quoted in the reason).
   function refused(item, status, html) {
     pendingRow(item.key)?.remove();
     const tpl = document.createElement("template");
     tpl.innerHTML = html || "";
-    const ours = tpl.content.querySelector('[data-testid="composer-error"], [data-testid="error"]');
-    const why = ours?.textContent.trim() || {
-      401: "没有发出：登录已失效，请刷新页面后重试。",
-      403: "没有发出：没有权限，或登录已失效，请刷新页面。",
-      404: "没有发出：这个对话不存在了。",
-      413: "没有发出：文件太大。",
-      429: "发送太频繁了，请稍后再试。",
-    }[status] || `没有发出（错误 ${status}），请重试。`;
-    const error = $(".composer-error");
-    if (error) error.textContent = why;
+    const ours = tpl.content.querySelector('[data-testid="composer-error"], [data-testid="error"] .error-text');
+    const reason = ours?.textContent.trim() || {
+      401: "登录已失效，请刷新页面后重试。",
+      403: "没有权限，或登录已失效，请刷新页面。",
+      404: "这个对话不存在了。",
+      413: "文件太大。",
+    }[status] || `请重试（错误 ${status}）。`;
+    const why = `没有发出：${reason}`;
+    if (openThread()?.dataset.conversationId === item.cid) showRefusal(why, item.text);
+    else refusals.set(item.cid, { why, text: item.text });
+  }
+  function showRefusal(why, text) {
     const area = $(".composer textarea");
-    const here = openThread()?.dataset.conversationId === item.cid;
-    if (item.text !== undefined && here && area && !area.value.trim()) area.value = item.text;
+    const error = $(".composer-error");
+    if (text !== undefined && area && !area.value.trim()) {
+      area.value = text;
+      if (error) error.textContent = why;
+    } else if (error) {
+      error.textContent = text === undefined ? why : `${why}「${text.length > 40 ? text.slice(0, 40) + "…" : text}」`;
+    }
+  }
+  function showRefusalOf(cid) {
+    const refusal = refusals.get(cid);
+    if (!refusal) return;
+    refusals.delete(cid);
+    showRefusal(refusal.why, refusal.text);
   }
   function pendingRow(key) {
     return $(`.msg-row.pending[data-client-key="${key}"]`);
   }
-  const SEND_STATES = { sending: "发送中…", retrying: "重试中…" };
+  const SEND_STATES = { sending: "发送中…", retrying: "重试中…", waiting: "稍后自动发送…" };
   function setSendState(item, state) {
     item.state = state;
     const row = pendingRow(item.key);
-    if (!row) return; // its thread is not open: it shows in this state when it is
-    row.dataset.sendState = state;
-    $('[data-testid="send-state"]', row).textContent = SEND_STATES[state];
+    if (row) {
+      row.dataset.sendState = state;
+      $('[data-testid="send-state"]', row).textContent = SEND_STATES[state];
+    }
+    showSendStatus();
+  }
+  // Under the composer, while a send of the open conversation waits: why, and that nothing needs doing.
+  function showSendStatus() {
+    const status = $('[data-testid="send-status"]');
+    if (!status) return;
+    const states = (queues.get(openThread()?.dataset.conversationId)?.items || []).map((i) => i.state);
+    status.textContent = states.includes("retrying")
+      ? "网络不稳定或服务器正在重启：消息会自动重发，请不要关闭页面。"
+      : states.includes("waiting") ? "发送太频繁了：消息会在稍后自动发出。" : "";
   }
   // A send not yet answered, in its thread (when that thread is open), below every message.
   function showPending(item) {
@@ -702,12 +793,16 @@
     thread.appendChild(row);
     scrollToBottom();
   }
-  function showPendingOf(cid) {
-    for (const item of outbox) if (item.cid === cid) showPending(item);
+  // A conversation was opened: its waiting sends, a refusal it missed, and the status line.
+  function sendsOf(cid) {
+    for (const item of queues.get(cid)?.items || []) showPending(item);
+    showRefusalOf(cid);
+    showSendStatus();
   }
-  window.addEventListener("online", retrySoon);
+  window.addEventListener("online", retryAllNow);
   window.addEventListener("beforeunload", (e) => {
-    if (outbox.length) e.preventDefault(); // "leave the page?": a message is still being sent
+    // texts outlive a reload; a file being sent, or a closed tab, would be lost: ask first
+    if (pendingItems().length) e.preventDefault();
   });
   document.addEventListener("submit", (e) => {
     const form = e.target.closest?.(".composer");
@@ -715,22 +810,20 @@
     e.preventDefault();
     const area = $("textarea", form);
     const text = area.value;
+    const error = $(".composer-error");
     if (!text.trim()) {
-      const error = $(".composer-error");
       if (error) error.textContent = "消息不能为空。";
       return;
     }
-    enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), text,
-              body: new URLSearchParams({ body: text }) });
+    enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), text, form: { body: text } });
     form.reset();
-    $(".composer-error").textContent = "";
+    if (error) error.textContent = "";
   });
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button.quick-send[data-send-url]");
     if (!button) return;
     const cid = button.dataset.sendUrl.split("/")[3];
-    enqueue({ cid, url: button.dataset.sendUrl, text: undefined, preview: button.textContent.trim(),
-              body: new URLSearchParams() });
+    enqueue({ cid, url: button.dataset.sendUrl, preview: button.textContent.trim(), form: {} });
   });
 
   // --- files: the paperclip, drag and drop onto the thread, paste; each one a send in the outbox ---
@@ -739,11 +832,7 @@
     const list = Array.from(files || []);
     const form = $(".upload-form");
     if (!list.length || !form) return false;
-    for (const file of list) {
-      const data = new FormData();
-      data.append("file", file);
-      enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), file, body: data });
-    }
+    for (const file of list) enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), file });
     return true;
   }
   document.addEventListener("change", (e) => {
@@ -883,7 +972,7 @@
       body.dataset.openConversation = thread?.dataset.conversationId || "";
       showView("thread");
       markActive(body.dataset.openConversation);
-      showPendingOf(body.dataset.openConversation);
+      sendsOf(body.dataset.openConversation);
       localizeTimes(target);
       scrollToBottom();
       checkSeen();
@@ -928,5 +1017,6 @@
   setTotalUnread(totalUnread);
   showNotifyState();
   stream.open();
+  restore(); // sends this tab had not finished before a reload go on
   checkSeen();
 })();
