@@ -73,6 +73,20 @@ def gif_bomb(width: int = 9500, height: int = 9500) -> bytes:
     return b"GIF89a" + screen + frame + b"\x02\x02\x44\x01\x00" + b"\x3b"
 
 
+def gif_many_frames(frames: int = 999, width: int = 4000, height: int = 4000) -> bytes:
+    """About 23 bytes a frame: `frames` 1×1 frames on a `width` × `height` canvas, each left in place (Pillow composes
+    every frame it passes onto the whole canvas: counting them is the costly part)."""
+    palette = bytes([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    data = b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF1, 0, 0) + palette
+    data += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop for ever
+    for n in range(frames):
+        control = b"\x21\xf9\x04\x04" + struct.pack("<H", 1) + b"\x00\x00"  # keep the frame; 10 ms
+        descriptor = b"\x2c" + struct.pack("<HHHHB", n % width, (n * 7) % height, 1, 1, 0)
+        code = 4 | ((1 + n % 3) << 3) | (5 << 6)  # LZW: clear, one colour, end
+        data += control + descriptor + bytes([2, 2, code & 0xFF, code >> 8, 0])
+    return data + b"\x3b"
+
+
 def pdf_bytes() -> bytes:
     return (
         b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"

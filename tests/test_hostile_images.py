@@ -10,7 +10,15 @@ import httpx
 import pytest
 
 from app.chat.files import IMAGE_WORKERS, MAX_DECODED_PIXELS
-from tests.file_samples import gif_bomb, png_bomb, png_with_truncated_pixels, png_zeros, sign_in_to, upload
+from tests.file_samples import (
+    gif_bomb,
+    gif_many_frames,
+    png_bomb,
+    png_with_truncated_pixels,
+    png_zeros,
+    sign_in_to,
+    upload,
+)
 from tests.support import ServerProcess, free_port, server_env
 
 MB = 1024 * 1024
@@ -55,6 +63,15 @@ def test_decompression_bombs_are_refused_from_their_headers_without_the_memory(
     assert grew < 40 * MB, f"refusing ten bombs raised the server's peak memory by {grew / MB:.0f} MB"
     page = client.get(f"/chat/c/{cid}")
     assert name not in page.text  # nothing was stored
+
+
+def test_an_animation_too_costly_to_compose_is_refused(served) -> None:  # type: ignore[no-untyped-def]
+    _server, client, token, cid = served
+    bomb = gif_many_frames()  # 23 KB: 999 one-pixel frames on a 4000 × 4000 canvas (counting them took 44 s)
+    refused = upload(client, cid, token, "动图.gif", bomb, "image/gif")
+    assert refused.status_code == 413 and "动图太大" in refused.text
+    small = upload(client, cid, token, "小动图.gif", gif_many_frames(200, 100, 100), "image/gif")
+    assert small.status_code == 201, small.text  # 200 frames of 100 × 100: an ordinary sticker
 
 
 def test_the_largest_accepted_images_are_decoded_a_few_at_a_time_in_bounded_memory(served) -> None:  # type: ignore[no-untyped-def]
