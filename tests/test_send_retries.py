@@ -8,17 +8,25 @@ On SQLite and MariaDB, through the real app.
 from __future__ import annotations
 
 import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import httpx
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.chat.people import get_user
 from app.chat.quick_replies import list_replies
+from app.db.engine import make_engine
 from app.db.models import Attachment, Message
 from tests.dom import parse
 from tests.file_samples import files_under, image_bytes, sign_in_to
+from tests.support import ServerProcess, free_port, server_env
 from tests.test_upload_file import count, other_browser
 
 
@@ -107,3 +115,66 @@ def test_a_retried_quick_reply_is_sent_once(app_client: TestClient, db: Session)
                                headers={"X-CSRFToken": token, "Idempotency-Key": same}) for _ in range(2)]
     assert [a.status_code for a in answers] == [201, 201]
     assert bodies(db) == [reply.body]
+
+
+# --- a retry racing its first try, through a real server ---
+
+@contextmanager
+def conversation_held(database_url: str, cid: int, seconds: float) -> Iterator[None]:
+    """Holds what a send must wait for (MariaDB: the conversation's row lock; SQLite: the write lock) for `seconds`
+    after the block has started its requests, then lets them go all at once."""
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        engine = make_engine(database_url)
+        holder = engine.connect()
+        holder.execute(text("SELECT id FROM conversations WHERE id = :cid FOR UPDATE"), {"cid": cid})
+    try:
+        yield
+        time.sleep(seconds)  # the requests are now waiting on the lock (nothing to observe from outside)
+    finally:
+        holder.rollback() if not database_url.startswith("sqlite") else holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_copies_of_one_send_arriving_at_once_store_one_message_and_all_get_it(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = ServerProcess(server_env(database_url, tmp_path), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            token, cid = sign_in_to(client, "b1", "m1")
+            same = key()
+
+            def post(_: int) -> httpx.Response:
+                return client.post(f"/chat/c/{cid}/messages", data={"body": "同时到达的两份"},
+                                   headers={"X-CSRFToken": token, "Idempotency-Key": same})
+
+            with ThreadPoolExecutor(4) as pool:
+                with conversation_held(database_url, cid, 1.5):
+                    answers = [pool.submit(post, n) for n in range(4)]
+                results = [answer.result() for answer in answers]
+    finally:
+        server.stop()
+    assert [r.status_code for r in results] == [201] * 4, [r.text[:200] for r in results]
+    assert len({message_id(r.text) for r in results}) == 1
+    engine = make_engine(database_url)
+    with engine.connect() as db:
+        assert db.scalar(select(func.count()).select_from(Message).where(Message.body == "同时到达的两份")) == 1
+    engine.dispose()
+
+
+def test_a_retried_image_is_not_decoded_again_and_other_bytes_under_its_key_are_refused(
+        b1: tuple[TestClient, str, int], db: Session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, token, cid = b1
+    same = key()
+    photo = image_bytes("PNG")
+
+    def upload(content: bytes):  # type: ignore[no-untyped-def]
+        return client.post(f"/chat/c/{cid}/files", files={"file": ("照片.png", content, "image/png")},
+                           headers={"X-CSRFToken": token, "Idempotency-Key": same})
+
+    answers = [upload(photo) for _ in range(25)]  # more than the 20 images a person may have decoded a minute
+    assert [a.status_code for a in answers] == [201] * 25
+    other = upload(image_bytes("PNG", size=(80, 60)))  # the same name, other bytes
+    assert other.status_code == 422 and "Idempotency-Key" in parse(other.text).text()
+    assert count(db, Message) == 1 and len(files_under(tmp_path / "uploads")) == 2

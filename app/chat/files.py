@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
 from app.chat.errors import ChatError, InvalidInput, Unavailable
-from app.chat.messages import Admit, Outgoing, Sent, send
+from app.chat.messages import Admit, KeyReused, Outgoing, Sent, send, stored_with_key
 from app.db.models import Attachment, utcnow
 from app.i18n import gettext as _
 
@@ -272,6 +272,11 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
         raise InvalidInput(_("文件是空的。"))
     if size > max_bytes:
         raise TooLarge(_("文件太大：最大 {mb} MB。").format(mb=max_bytes // (1024 * 1024)))
+    if outgoing.client_key is not None and (earlier := stored_with_key(session, outgoing)) is not None:
+        # a retry of an upload already stored: answered with it, nothing written or decoded again
+        if earlier.attachment is None or earlier.attachment.size != size:
+            raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))
+        return send(session, replace(outgoing, body=name, kind=earlier.kind), admit)
     key = sniff(file, name)
     file_type = TYPES[key]
     content_type = file_type.content_type

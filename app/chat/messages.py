@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, insert, inspect, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -94,14 +94,52 @@ def send(session: Session, outgoing: Outgoing, admit: Admit | None = None) -> Se
     sender takes part, answers an Idempotency-Key retry with the earlier message, validates the body, lets `admit`
     refuse (rate limits: called only for work that will be stored), stores the message, its attachment, the webhook
     outbox row and the key, moves both members' activity and the sender's read watermark, and commits.
-    Raises NotFound, Forbidden, InvalidInput (KeyReused: a key used for another message, or a client key another
-    conversation's send took at the same moment), SendTooSlow, or whatever `admit` raises; on any error
-    nothing is stored (the session is rolled back)."""
+    Raises NotFound, Forbidden, InvalidInput (KeyReused: a key used for another message), Unavailable (SendTooSlow;
+    a lock conflict the database broke: the same request may be tried again), or whatever `admit` raises; on any
+    error nothing is stored (the session is rolled back)."""
     try:
         return _send(session, outgoing, admit)
+    except IntegrityError:
+        session.rollback()
+        if outgoing.client_key is None:
+            raise
+        return _stored_meanwhile(session, outgoing)
+    except OperationalError as error:
+        session.rollback()
+        if _lock_conflict(error):
+            raise Unavailable(_("数据库正忙，消息没有发出，请重试。")) from error
+        raise
     except BaseException:
         session.rollback()
         raise
+
+
+def _stored_meanwhile(session: Session, outgoing: Outgoing) -> Sent:
+    """The page's key was taken while this send ran: by the same send arriving twice at once (a retry racing its
+    first try, which this transaction's snapshot could not see yet), then that message is the answer; else KeyReused.
+    Looked up afresh, in a new transaction."""
+    earlier = stored_with_key(session, outgoing)
+    conversation = session.get(Conversation, outgoing.conversation_id)
+    body = clean_body(outgoing.body) if outgoing.kind in ("text", "system") else outgoing.body or ""
+    session.commit()
+    if earlier is None or conversation is None:
+        raise Unavailable(_("数据库正忙，消息没有发出，请重试。"))
+    if (earlier.conversation_id, earlier.kind, earlier.body) != (outgoing.conversation_id, outgoing.kind, body):
+        raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))
+    return Sent(earlier, (conversation.user_a, conversation.user_b), repeated=True)
+
+
+def stored_with_key(session: Session, outgoing: Outgoing) -> Message | None:
+    """The message the sender already stored with `outgoing.client_key` (the page's Idempotency-Key), if any."""
+    return session.scalar(select(Message).where(Message.sender_id == outgoing.sender,
+                                                Message.client_key == outgoing.client_key))
+
+
+def _lock_conflict(error: OperationalError) -> bool:
+    """A deadlock or lock wait timeout (MariaDB 1213, 1205) or a busy SQLite file: the database gave up on this
+    transaction, not on the request."""
+    code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+    return code in (1205, 1213) or "database is locked" in str(error.orig)
 
 
 def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
@@ -121,13 +159,7 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
     if admit is not None:
         admit(outgoing.sender)
     started = time.monotonic()
-    try:
-        message = _store(session, outgoing, body)
-    except IntegrityError:
-        if outgoing.client_key is None:
-            raise
-        # the same sender's key stored at this moment for another conversation (this one's lock did not order them)
-        raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。")) from None
+    message = _store(session, outgoing, body)  # a key taken meanwhile: IntegrityError, see `send`
     if outgoing.idempotency is not None:
         session.add(IdempotencyKey(api_key_id=outgoing.idempotency[0], key=outgoing.idempotency[1],
                                    message_id=message.id))
@@ -169,8 +201,7 @@ def _earlier(session: Session, outgoing: Outgoing, body: str) -> Message | None:
     was the same request; None without a key or before the first store; KeyReused if the key was used for another
     message. Called with the conversation row locked: two retries at once take turns."""
     if outgoing.client_key is not None:
-        earlier = session.scalar(select(Message).where(Message.sender_id == outgoing.sender,
-                                                       Message.client_key == outgoing.client_key))
+        earlier = stored_with_key(session, outgoing)
     elif outgoing.idempotency is not None:
         api_key_id, key = outgoing.idempotency
         record = session.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == api_key_id,
