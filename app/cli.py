@@ -71,7 +71,7 @@ def serve(host: str, port: int, workers: int) -> None:
         raise click.ClickException(
             "--workers above 1 needs KEFU_BROKER_URL=redis://…: every process must hear every event"
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=host,
@@ -84,6 +84,9 @@ def serve(host: str, port: int, workers: int) -> None:
         timeout_graceful_shutdown=settings.shutdown_seconds,
         log_level="info",
     )
+    from app.web.stopping import run_server
+
+    run_server(config)
 
 
 RESERVED_FILES = 64  # file descriptors kept for the database pool, Redis, uploads and logs

@@ -172,6 +172,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging.getLogger("uvicorn.error").addFilter(CANCELLED_AT_SHUTDOWN)
 
     async def stop_presence() -> None:
+        # sends whose requests uvicorn cancelled still run in worker threads: let them store or clean up
+        if not await to_thread.run_sync(stopping.wait_for_sends, stopping.FINISH_SENDS_SECONDS):
+            log.warning("stopping with sends still in progress")
         state.forget_stopping_hook()
         logging.getLogger("uvicorn.error").removeFilter(CANCELLED_AT_SHUTDOWN)
         await state.webhooks.stop()

@@ -7,10 +7,15 @@ flight finish, and logs no traceback. Before, every stop waited 3 s and logged a
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -19,8 +24,10 @@ import pytest
 from sqlalchemy import select
 
 from app.db.engine import make_engine
-from app.db.models import Message
-from tests.support import ServerProcess, free_port, server_env
+from app.db.models import Attachment, Message
+from tests.conftest import REDIS_URL
+from tests.file_samples import files_under, image_bytes, sign_in_to, upload
+from tests.support import ROOT, ServerProcess, free_port, server_env
 from tests.test_event_stream import Browser, sign_in
 
 
@@ -102,3 +109,90 @@ def test_sigterm_ends_streams_with_a_retry_hint_finishes_requests_in_flight_and_
     log = log_path.read_text(errors="replace")
     for alarming in ("Traceback", "CancelledError", "ERROR", "timeout graceful shutdown exceeded"):
         assert alarming not in log, log[-3000:]
+
+
+def start_kefu(env: dict[str, str], port: int, *args: str) -> tuple[subprocess.Popen, Path]:
+    log = Path(env["KEFU_VAR_DIR"]) / f"server-{port}.log"
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args], cwd=ROOT,
+                               env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process, log
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.redis
+def test_with_two_workers_nothing_listens_once_a_stop_begins(sqlite_url: str, tmp_path: Path) -> None:
+    env = server_env(sqlite_url, tmp_path, KEFU_BROKER_URL=REDIS_URL, KEFU_SHUTDOWN_SECONDS="8")
+    port = free_port()
+    process, log = start_kefu(env, port, "--workers", "2")
+    try:
+        buyer = Browser(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10), "b1", "")
+        buyer.token = sign_in(buyer.client, "b1", target="m1")
+        cid = buyer.conversation_with("m1")
+        slow, rest = start_post(ServerProcess(env, port), buyer, f"/chat/c/{cid}/messages", {"body": "慢慢发完"})
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not refused(port):  # uvicorn's parent used to keep listening until its workers had exited
+            assert time.monotonic() < deadline, "connections were still taken (and left hanging) while stopping"
+            time.sleep(0.05)
+        slow.sendall(rest)  # the request in flight still finishes
+        status, _ = read_response(slow)
+        process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert status == 201
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and " ERROR " not in text and "ERROR:" not in text, text[-3000:]
+
+
+def test_an_upload_cut_off_by_the_stop_leaves_no_file_without_its_message(sqlite_url: str, tmp_path: Path) -> None:
+    env = server_env(sqlite_url, tmp_path, KEFU_SHUTDOWN_SECONDS="1")
+    port = free_port()
+    process, log = start_kefu(env, port)
+    uploads = tmp_path / "uploads"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            token, cid = sign_in_to(client, "b1", "m1")
+            holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")  # the upload's message waits to be stored
+            with ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(upload, client, cid, token, "停机时的照片.png", image_bytes("PNG"), "image/png")
+                wait_until(lambda: len(files_under(uploads)) == 2)  # the file and its thumbnail are written
+                process.send_signal(signal.SIGTERM)
+                wait_for_text(log, "timeout graceful shutdown exceeded")  # uvicorn gave up on the request
+                holder.execute("ROLLBACK")  # the database answers while the stop waits for sends in progress
+                holder.close()
+                with contextlib.suppress(httpx.HTTPError):
+                    answer.result()
+        process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    engine = make_engine(sqlite_url)
+    with engine.connect() as db:
+        kept = set(db.scalars(select(Attachment.stored_path))) | set(db.scalars(select(Attachment.thumbnail_path)))
+    engine.dispose()
+    on_disk = {str(path.relative_to(uploads)) for path in files_under(uploads)}
+    assert on_disk <= kept, f"files on disk that no message has: {on_disk - kept}"
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def wait_until(condition, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.05)

@@ -17,6 +17,7 @@ from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime.bus import Delivery
 from app.web.errors import composer_error, status_of
+from app.web.stopping import send_in_progress
 
 Work = Callable[[], tuple[Sent, User | None]]
 CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")  # the page sends 22 characters of base64url (128 random bits)
@@ -73,7 +74,8 @@ async def send_and_deliver(state: State, work: Work) -> Response:
 
     def _in_thread() -> Delivery | Response:
         try:
-            sent, sender = work()
+            with send_in_progress():  # a stop waits for it (app.web.stopping)
+                sent, sender = work()
         except ChatError as error:
             if (refusal := composer_refusal(error)) is None:
                 raise
