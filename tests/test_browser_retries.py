@@ -196,3 +196,17 @@ def test_one_conversations_trouble_holds_up_no_other_and_a_refusal_waits_in_its_
     expect(b1.locator("textarea[name=body]")).to_have_value("\u200b\u200b")
     assert stored(sqlite_url, "给 m2 的消息不用等") == 1
     assert b1.js_errors == []
+
+
+def test_opening_a_conversation_while_the_server_is_away_says_so(  # type: ignore[no-untyped-def]
+        browser, server: ServerProcess, proxy: FlakyProxy) -> None:
+    b1 = open_chat(browser, proxy, "user_id=b1&target=m2")  # type: ignore[arg-type]
+    b1.goto(f"{proxy.url}/chat?target=m1")
+    b1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")
+    proxy.fail("GET", r"^/chat/c/\d+", "bad-gateway", times=None)
+    b1.locator('[data-testid="conversation"][data-peer-id="m2"]').click()
+    expect(b1.get_by_test_id("toast")).to_have_text("没能打开：服务器暂时没有回应，请稍后再试。")
+    assert "Bad Gateway" not in b1.locator("body").inner_text()
+    proxy.heal()
+    open_conversation(b1, "m2")  # and it opens once the server is back
+    assert b1.js_errors == []

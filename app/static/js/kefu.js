@@ -826,6 +826,31 @@
     enqueue({ cid, url: button.dataset.sendUrl, preview: button.textContent.trim(), form: {} });
   });
 
+  // --- a page part that could not load (opening a conversation while the server restarts…): say so, briefly ---
+  let toastTimer = null;
+  function toast(text) {
+    let box = $('[data-testid="toast"]');
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "toast";
+      box.dataset.testid = "toast";
+      box.setAttribute("role", "status");
+      body.appendChild(box);
+    }
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, 6000);
+  }
+  document.addEventListener("htmx:sendError", () => toast("没能打开：网络不稳定或服务器正在重启，请稍后再试。"));
+  document.addEventListener("htmx:responseError", (e) => {
+    const xhr = e.detail.xhr;
+    const tpl = document.createElement("template");
+    tpl.innerHTML = xhr.responseText || "";
+    const ours = tpl.content.querySelector('[data-testid="error"] .error-text')?.textContent.trim();
+    toast(xhr.status >= 500 || !ours ? "没能打开：服务器暂时没有回应，请稍后再试。" : `没能打开：${ours}`);
+  });
+
   // --- files: the paperclip, drag and drop onto the thread, paste; each one a send in the outbox ---
   function progressBar() { return $(".upload-progress"); }
   function uploadAll(files) {
