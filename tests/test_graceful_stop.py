@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from app.db.engine import make_engine
 from app.db.models import Message
+from tests.streams import Browser
 from tests.support import ServerProcess, free_port, server_env
-from tests.test_event_stream import Browser, sign_in
 
 
 def wait_for_text(path: Path, text: str, seconds: float = 10) -> None:
@@ -63,8 +62,7 @@ def test_sigterm_ends_streams_with_a_retry_hint_finishes_requests_in_flight_and_
     server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
     log_path = tmp_path / f"server-{server.port}.log"
     try:
-        buyer = Browser(httpx.Client(base_url=server.url, timeout=10), "b1", "")
-        buyer.token = sign_in(buyer.client, "b1", target="m1")
+        buyer = Browser.open(server, "b1", target="m1")
         cid = buyer.conversation_with("m1")
         streams = [[], []]
         opened = [threading.Event(), threading.Event()]

@@ -18,8 +18,9 @@ from app.chat.people import get_user
 from app.chat.quick_replies import list_replies
 from app.db.models import Attachment, Message
 from tests.dom import parse
-from tests.file_samples import files_under, image_bytes, sign_in_to
-from tests.test_upload_file import count, other_browser
+from tests.file_samples import files_under, image_bytes
+from tests.seeding import count
+from tests.support import other_browser, sign_in_to
 
 
 def key() -> str:
