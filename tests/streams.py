@@ -2,7 +2,8 @@
 
 One reader for every test of an event stream: `Stream` reads event by event, with deadlines, and checks that every
 event has an id (EventSource would dispatch one without all the same, and a reconnect would then resume from the
-wrong place).
+wrong place). To show that something did not arrive, a test sends something afterwards (a sentinel) and reads up to
+it: what was not there before the sentinel never came, without waiting out a guess at how long it might take.
 """
 
 from __future__ import annotations
@@ -117,13 +118,6 @@ class Stream:
     def messages(self, count: int, seconds: float = 5.0) -> list[Event]:
         """The next `count` message events (other events skipped)."""
         return [self.wait_for("message", seconds) for _ in range(count)]
-
-    def read_for(self, seconds: float) -> list[Event]:
-        deadline = time.monotonic() + seconds
-        events = []
-        while time.monotonic() < deadline:
-            events.append(self.next())
-        return events
 
     def until_ping(self) -> list[Event]:
         """Every event before the next ping. A replay is written before anything live, pings included: this reads

@@ -28,7 +28,7 @@ def test_a_message_arrives_live_with_its_id_and_page_hooks(kefu_server: ServerPr
         assert response.headers["content-type"].split(";")[0] == "text/event-stream"
         assert response.headers["cache-control"] == "no-cache"
         assert response.headers["x-accel-buffering"] == "no"
-        stream = Stream(response)
+        stream = Stream(response).opened()
         mid = b1.post(cid, "请问板蓝根颗粒还有货吗？🙂")
         event = stream.wait_for("message")
     assert event.id == str(mid)
@@ -51,16 +51,19 @@ def test_no_one_sees_other_peoples_conversations(kefu_server: ServerProcess, ope
         m1.post(private, "m1 回复 b1")
         m1.conversation_with("b1")  # m1 reads it: a read event for the participants only
         for_b2 = m1.post(b2_m1, "m1 给 b2 的消息")
-        live = stream.wait_for("message")
-        live_others = stream.until_ping()
+        heard = stream.until("message")  # with every event before it: what was published earlier came first
+        live = heard[-1]
+        # A sentinel published after all of the above: whatever b2 has not heard by then, b2 never hears.
+        sentinel = m1.post(b2_m1, "m1 给 b2 的第二条")
+        heard += stream.until("message", where=lambda e: message_ids([e]) == [sentinel])
     assert message_ids([live]) == [for_b2]
     assert root_attributes(live.data)["data-conversation-id"] == str(b2_m1)
-    assert only_messages(live_others) == []
-    assert [json_data(e) for e in live_others if e.event == "read" and json_data(e)["cid"] == private] == []
+    assert message_ids(only_messages(heard)) == [for_b2, sentinel]
+    assert [json_data(e) for e in heard if e.event == "read" and json_data(e)["cid"] == private] == []
 
     with b2.events(last_event_id="0") as stream:
         replayed = only_messages(stream.until_ping())
-    assert message_ids(replayed) == [for_b2]
+    assert message_ids(replayed) == [for_b2, sentinel]  # b2's own conversation only
 
     with httpx.Client(base_url=kefu_server.url, timeout=httpx.Timeout(10)) as stranger:
         with stranger.stream("GET", "/events") as response:

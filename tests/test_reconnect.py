@@ -27,6 +27,7 @@ def test_reconnect_with_last_event_id_replays_the_missed_messages_once(kefu_serv
     b1, m1 = open_browser(kefu_server, "b1", target="m1"), open_browser(kefu_server, "m1")
     cid = b1.conversation_with("m1")
     with m1.events() as stream:
+        stream.opened()
         seen = b1.post(cid, "第一条")
         assert stream.wait_for("message").id == str(seen)
         last_event_id = stream.last_id
@@ -43,8 +44,9 @@ def test_reconnect_with_last_event_id_replays_the_missed_messages_once(kefu_serv
         assert stream.last_ping.id == str(missed[-1])  # a reconnect from here would not replay them again
 
         live = b1.post(cid, "重新连上之后")
-        after = only_messages(stream.until_ping())
-    assert message_ids(after) == [live]
+        sentinel = b1.post(cid, "再后来的一条")  # nothing but `live` comes before it: nothing is sent twice
+        after = only_messages(stream.until("message", where=lambda e: message_ids([e]) == [sentinel]))
+    assert message_ids(after) == [live, sentinel]
     assert after[0].id == str(live)
 
 
@@ -74,12 +76,14 @@ def test_messages_sent_while_the_stream_reconnects_arrive_once_in_order(kefu_ser
             while len(received) < 10 and time.monotonic() < deadline:
                 received += only_messages([stream.next()])
             sender.join(10)
-            received += only_messages(stream.until_ping())
+            sentinel = b1.post(cid, "重连之后")  # whatever has not come by the time it does never comes
+            received += only_messages(stream.until("message", where=lambda e: message_ids([e]) == [sentinel]))
     finally:
         sender.join(10)
     assert not errors, errors
     assert len(sent) == 9
-    assert message_ids(received) == [resume_at, *sent]  # the look-back resends the resume point's own message
+    # the look-back resends the resume point's own message; then each message once, in order, up to the sentinel
+    assert message_ids(received) == [resume_at, *sent, sentinel]
 
 
 def test_replay_reaches_across_a_server_restart(serve: Serve, open_browser: OpenBrowser) -> None:
@@ -87,6 +91,7 @@ def test_replay_reaches_across_a_server_restart(serve: Serve, open_browser: Open
     b1, m1 = open_browser(server, "b1", target="m1"), open_browser(server, "m1")
     cid = b1.conversation_with("m1")
     with m1.events() as stream:
+        stream.opened()
         b1.post(cid, "重启之前")
         last_event_id = stream.wait_for("message").id
     missed = [b1.post(cid, "重启前 m1 不在线 1"), b1.post(cid, "重启前 m1 不在线 2")]
@@ -112,6 +117,7 @@ def test_a_garbage_last_event_id_leaves_a_working_live_stream(kefu_server: Serve
         for how in ("header", "query"):
             header, params = (garbage, None) if how == "header" else (None, {"last_event_id": garbage})
             with m1.events(last_event_id=header, params=params) as stream:
+                stream.opened()
                 mid = b1.post(cid, f"Last-Event-ID {garbage!r} 之后")
                 event = stream.wait_for("message")
             assert message_ids([event]) == [mid], f"Last-Event-ID {garbage!r} in the {how}"

@@ -127,7 +127,7 @@ def test_logging_out_ends_the_persons_open_stream_at_once(database_url: str, tmp
         sign_in(phone, "b1")  # the same person in another browser of theirs
         with browser.stream("GET", "/events", params={"as": "b1"}) as response, \
                 phone.stream("GET", "/events", params={"as": "b1"}) as on_phone:
-            stream, kept = Stream(response), Stream(on_phone)
+            stream, kept = Stream(response).opened(), Stream(on_phone).opened()
             post_message(server, "m1", cid, "在吗")
             assert "在吗" in stream.wait_for("message").data  # both streams are live
             assert "在吗" in kept.wait_for("message").data
@@ -171,7 +171,7 @@ def test_logging_out_ends_the_admins_open_monitor_stream_at_once(database_url: s
         assert post_login(browser, "ops", PASSWORD).status_code == 303
         token = csrf_of(browser.get("/admin").text)
         with browser.stream("GET", "/events", params={"monitor": "1"}) as response:
-            monitor = Stream(response)
+            monitor = Stream(response).opened()
             post_message(server, "b1", cid, "你好")
             assert "你好" in monitor.wait_for("message").data
             log_out(browser, token)
@@ -200,7 +200,7 @@ def test_kefu_admin_passwd_and_disable_end_open_monitor_streams_at_once(
         assert post_login(colleague, "ops2", PASSWORD).status_code == 303
         with browser.stream("GET", "/events", params={"monitor": "1"}) as mine, \
                 colleague.stream("GET", "/events", params={"monitor": "1"}) as theirs:
-            monitor, other = Stream(mine), Stream(theirs)
+            monitor, other = Stream(mine).opened(), Stream(theirs).opened()
             post_message(server, "b1", cid, "你好")
             assert "你好" in monitor.wait_for("message").data
             assert "你好" in other.wait_for("message").data
