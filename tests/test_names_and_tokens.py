@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.links import SALT, LinkIdentity, make_token, read_token
 from tests.api_support import new_key
-from tests.cli_support import kefu
+from tests.cli_support import assert_one_line_error, kefu
 from tests.support import TEST_SECRET
 
 BAD_NAMES = {
@@ -39,7 +39,7 @@ def test_names_with_nothing_visible_or_control_characters_are_refused_by_the_api
 @pytest.mark.parametrize("case", BAD_NAMES)
 def test_kefu_link_refuses_the_same_names(database_url: str, tmp_path, case: str) -> None:  # type: ignore[no-untyped-def]
     ran = kefu(database_url, tmp_path, "link", "b9", "--name", BAD_NAMES[case], "--role", "buyer")
-    assert ran.code != 0 and "名称" in ran.err
+    assert_one_line_error(ran, "名称")
 
 
 @pytest.mark.parametrize("case", BAD_NAMES)

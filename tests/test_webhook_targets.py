@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.db.models import Webhook
-from tests.cli_support import kefu
+from tests.cli_support import assert_one_line_error, kefu
 from tests.seeding import with_session
 from tests.webhook_support import (
     Receiver,
@@ -32,8 +32,10 @@ def test_loopback_private_and_link_local_webhook_targets_are_refused(database_ur
                                                                       url: str) -> None:
     added = kefu(database_url, tmp_path, "webhook", "add", url, private_targets=False)
     assert added.code != 0 and "KEFU_WEBHOOK_PRIVATE_TARGETS" in added.err, added.err
+    assert_one_line_error(added, "KEFU_WEBHOOK_PRIVATE_TARGETS")
     listed = kefu(database_url, tmp_path, "webhook", "list", private_targets=False)
     assert "webhook" not in listed.out.lower().replace("webhooks", "")
+    assert listed.out.strip() == "no webhooks"  # the line above holds for a listed webhook's row too
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
@@ -41,6 +43,7 @@ def test_webhook_urls_that_cannot_be_used_are_refused_with_a_clear_line(database
                                                                          url: str) -> None:
     added = kefu(database_url, tmp_path, "webhook", "add", url, private_targets=False)
     assert added.code != 0 and "url:" in added.err and "Traceback" not in added.err, added.err
+    assert_one_line_error(added, "url:")
 
 
 def test_a_public_address_is_accepted(database_url: str, tmp_path: Path) -> None:
