@@ -1,8 +1,11 @@
-"""Fixtures: the database backends (SQLite always, MariaDB when reachable; required in CI), the app, clients."""
+"""Fixtures: the database backends (SQLite always, MariaDB when reachable; required in CI), the app and its clients
+(the API with a key, browsers over HTTP and in headless Chromium), `kefu serve` in child processes, a Redis of a
+test's own, and a webhook receiver."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,10 @@ from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import upgrade
 from app.main import create_app
-from tests.support import TEST_SECRET, ServerProcess, free_port, server_env
+from tests.api_support import BASE_URL, Api, new_key
+from tests.streams import Browser, OpenBrowser, Serve
+from tests.support import TEST_SECRET, RedisServer, ServerProcess, free_port, server_env
+from tests.webhook_support import Receiver
 
 MYSQL_URL = os.environ.get("KEFU_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -146,6 +152,71 @@ def app_client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(make_settings(database_url, tmp_path))
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
+
+
+@pytest.fixture
+def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
+    """The API over ASGI with a key of its own ("shop"), on both databases."""
+    key = new_key(database_url)
+    app = create_app(make_settings(database_url, tmp_path))
+    with TestClient(app, base_url=BASE_URL) as client:
+        yield Api(client, key, database_url)
+
+
+# --- `kefu serve` in child processes, people in browsers of their own over HTTP ---
+
+@pytest.fixture
+def serve(database_url: str, tmp_path: Path) -> Iterator[Serve]:
+    """Starts `kefu serve` on the test database (on a given port, or a free one); stops every server at the end."""
+    env = server_env(database_url, tmp_path)
+    started: list[ServerProcess] = []
+
+    def start(port: int | None = None) -> ServerProcess:
+        server = ServerProcess(env, port or free_port())
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def kefu_server(serve: Serve) -> ServerProcess:
+    """`kefu serve` on the test database, on both databases."""
+    return serve()
+
+
+@pytest.fixture
+def open_browser() -> Iterator[OpenBrowser]:
+    """Opens a browser of its own (httpx, its own cookies) on a server, signed in as a person; all closed at the end."""
+    opened: list[Browser] = []
+
+    def open_one(server: ServerProcess, user_id: str, target: str | None = None) -> Browser:
+        opened.append(Browser.open(server, user_id, target))
+        return opened[-1]
+
+    yield open_one
+    for person in opened:
+        person.client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, so that stopping it (or its pub/sub channels) disturbs nothing else."""
+    if shutil.which("redis-server") is None:
+        require_or_skip("redis-server is not installed")
+    server = RedisServer(tmp_path, free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A marketplace's webhook endpoint on 127.0.0.1."""
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
 
 
 # --- real headless Chromium (Debian's package) against a served app ---

@@ -4,7 +4,6 @@ Office Open XML containers, a ZIP, UTF-8 text; plus the shared steps of uploadin
 from __future__ import annotations
 
 import io
-import re
 import struct
 import zipfile
 import zlib
@@ -14,9 +13,6 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from tests.support import sign_in
-
-OPEN_CONVERSATION_RE = re.compile(r'data-open-conversation="(\d+)"')
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
@@ -142,19 +138,6 @@ SAMPLES: dict[str, Sample] = {
     "csv": Sample("订单.csv", "品名,数量\n板蓝根颗粒,200\n连花清瘟胶囊,50\n".encode(), "file", "text/csv"),
     "zip": Sample("资料.zip", zip_bytes(), "file", "application/zip"),
 }
-
-
-def open_conversation_id(client: httpx.Client, target: str) -> int:
-    """The conversation the signed-in person has with `target` (opened, and created if missing)."""
-    match = OPEN_CONVERSATION_RE.search(client.get("/chat", params={"target": target}).text)
-    assert match, "the chat page has no open conversation"
-    return int(match.group(1))
-
-
-def sign_in_to(client: httpx.Client, user_id: str, target: str) -> tuple[str, int]:
-    """Demo sign-in as `user_id` with the conversation with `target` open: (CSRF token, conversation id)."""
-    token = sign_in(client, user_id, target=target)
-    return token, open_conversation_id(client, target)
 
 
 def upload(client: httpx.Client, cid: int, token: str, name: str, content: bytes,

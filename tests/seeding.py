@@ -1,12 +1,35 @@
-"""Conversations and messages stored through the domain functions (not over HTTP: no rate limit, no CSRF)."""
+"""The test database without HTTP: a session on it, conversations and messages stored through the domain functions
+(no rate limit, no CSRF), and rows counted afresh."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.people import get_user
+from app.db.engine import make_engine, make_sessionmaker
+
+
+@contextmanager
+def with_session(database_url: str) -> Iterator[Session]:
+    """A plain session on the test database (the caller commits); the engine goes with it."""
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def count(db: Session, model: type) -> int:
+    """Rows of `model` as committed now."""
+    db.rollback()  # a fresh snapshot
+    return db.scalar(select(func.count()).select_from(model)) or 0
 
 
 def converse(db: Session, a: str, b: str) -> int:

@@ -1,22 +1,26 @@
-"""Helpers the tests share: real servers, sign-in over HTTP, and a small SSE reader."""
+"""Helpers the tests share: real servers (Kefu, a Redis of a test's own), people signing in and talking over HTTP,
+browsers on the same app, and pages in headless Chromium. Event streams are read with tests/streams.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
+from litestar.testing import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+OPEN_CONVERSATION_RE = re.compile(r'data-open-conversation="(\d+)"')
+MESSAGE_ID_RE = re.compile(r'data-message-id="(\d+)"')
 TEST_SECRET = "test-secret-key-not-for-production-0123456789"
 
 
@@ -95,60 +99,85 @@ def sign_in(client: httpx.Client, user_id: str, target: str | None = None) -> st
     return csrf_of(page.text)
 
 
+def open_conversation_id(client: httpx.Client, target: str) -> int:
+    """The conversation the signed-in person has with `target` (opened, and created if missing)."""
+    page = client.get("/chat", params={"target": target})
+    assert page.status_code == 200, page.text
+    match = OPEN_CONVERSATION_RE.search(page.text)
+    assert match, "the chat page has no open conversation"
+    return int(match.group(1))
+
+
+def sign_in_to(client: httpx.Client, user_id: str, target: str) -> tuple[str, int]:
+    """Demo sign-in as `user_id` with the conversation with `target` open: (CSRF token, conversation id)."""
+    token = sign_in(client, user_id, target=target)
+    return token, open_conversation_id(client, target)
+
+
+def post_message(server: ServerProcess, sender: str, cid: int | str, text: str) -> int:
+    """`sender` signs in in a browser of their own and sends `text` into conversation `cid`; the message's id."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        token = sign_in(client, sender)
+        response = client.post(f"/chat/c/{cid}/messages", data={"body": text}, headers={"X-CSRFToken": token})
+        assert response.status_code == 201, response.text
+        return int(MESSAGE_ID_RE.search(response.text).group(1))  # type: ignore[union-attr]
+
+
+def other_browser(client: TestClient) -> TestClient:
+    """Another browser on the same app: its own cookies."""
+    return TestClient(client.app, base_url="http://127.0.0.1")
+
+
 @dataclass
-class Event:
-    id: str | None
-    event: str
-    data: str
+class RedisServer:
+    """`redis-server` of a test's own on a free port (pub/sub channels are shared by every database of a server, and a
+    test may stop it): started again on the same port by `start`."""
+
+    directory: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10) -> RedisServer:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no", "--dir", str(self.directory)],
+                                        stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return self
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
 
 
-class SSEReader:
-    """Reads events from an open text/event-stream response, one at a time, as EventSource does."""
+# --- the app's routes ---
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines: Iterator[str] = response.iter_lines()
-        self.last_id: str | None = None
-
-    def next(self) -> Event:
-        event_id, kind, data = None, "message", []
-        for line in self._lines:
-            if line == "":
-                if data:
-                    if event_id is not None:
-                        self.last_id = event_id
-                    return Event(event_id, kind, "\n".join(data))
-                event_id, kind, data = None, "message", []
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "id":
-                event_id = value
-            elif field == "event":
-                kind = value
-            elif field == "data":
-                data.append(value)
-        raise EOFError("stream closed")
-
-    def next_of(self, kind: str, limit: int = 50) -> Event:
-        for _ in range(limit):
-            event = self.next()
-            if event.event == kind:
-                return event
-        raise AssertionError(f"no {kind} event among the next {limit}")
-
-    def messages(self, count: int) -> list[Event]:
-        return [self.next_of("message") for _ in range(count)]
+def all_routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """Every (method, path) the app answers, from its own route table."""
+    return sorted(
+        (method, route.path)
+        for route in app.routes
+        for method in getattr(route, "methods", ())
+        if method != "OPTIONS"  # Litestar's automatic CORS preflight answer: no data, no action
+    )
 
 
-def message_ids(events: list[Event]) -> list[int]:
-    return [int(re.search(r'data-message-id="(\d+)"', e.data).group(1)) for e in events]  # type: ignore[union-attr]
-
-
-def json_data(event: Event) -> dict:
-    return json.loads(event.data)
+def concrete(path: str) -> str:
+    """A path of the route table with its parameters filled in."""
+    return re.sub(r"\{(\w+):(str|int)\}", "1", path).replace("{file_path:path}", "css/kefu.css")
 
 
 # --- browser pages ---

@@ -7,13 +7,9 @@ a non-zero exit status, with nothing changed.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,7 +20,7 @@ from sqlalchemy import select
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import AdminAccount, User
 from tests.admin_support import make_admin, use_fast_hashing
-from tests.support import ROOT, TEST_SECRET
+from tests.cli_support import Ran, assert_one_line_error, command_env, run_kefu
 
 PASSWORD = "correct horse 马 battery"
 NEW_PASSWORD = "another-secret-2024"
@@ -32,36 +28,16 @@ SHORT_PASSWORD = "7chars!"
 SECRETS = (PASSWORD, NEW_PASSWORD, SHORT_PASSWORD, "password123")
 
 
-@dataclass
-class Result:
-    args: tuple[str, ...]
-    code: int
-    out: str
-    err: str
-
-    @property
-    def output(self) -> str:
-        return self.out + self.err
-
-
-Kefu = Callable[..., Result]
+Kefu = Callable[..., Ran]
 
 
 @pytest.fixture(scope="module")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One SQLite file migrated by `kefu db upgrade`; each test works on its own copy."""
     var = tmp_path_factory.mktemp("template")
-    done = _run(var, f"sqlite:///{var / 'kefu.db'}", "db", "upgrade")
+    done = run_kefu(command_env(f"sqlite:///{var / 'kefu.db'}", var), "db", "upgrade")
     assert done.code == 0, done
     return var / "kefu.db"
-
-
-def _run(var: Path, database_url: str, *args: str) -> Result:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
-    env |= {"KEFU_DATABASE_URL": database_url, "KEFU_VAR_DIR": str(var), "KEFU_SECRET_KEY": TEST_SECRET}
-    done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
-    return Result(args, done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture
@@ -72,10 +48,10 @@ def database(migrated_template: Path, tmp_path: Path) -> str:
 
 @pytest.fixture
 def kefu(database: str, tmp_path: Path) -> Kefu:
-    """`python -m app.cli …` on this test's database; every run is checked for a printed password or hash."""
+    """The installed `kefu …` on this test's database; every run is checked for a printed password or hash."""
 
-    def run(*args: str) -> Result:
-        result = _run(tmp_path, database, *args)
+    def run(*args: str) -> Ran:
+        result = run_kefu(command_env(database, tmp_path), *args)
         assert "$argon2" not in result.output, result
         for secret in SECRETS:
             assert secret not in result.output, result
@@ -112,18 +88,7 @@ def verifies(password_hash: str, password: str) -> bool:
         return False
 
 
-def assert_one_line_error(result: Result, *words: str) -> None:
-    """Non-zero status, no traceback, exactly one line that says what is wrong."""
-    assert result.code != 0, result
-    assert "Traceback" not in result.output, result
-    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("database: ")]
-    assert len(lines) == 1, result
-    assert lines[0].startswith("Error:"), result
-    for word in words:
-        assert word in lines[0], result
-
-
-def list_lines(result: Result) -> dict[str, list[str]]:
+def list_lines(result: Ran) -> dict[str, list[str]]:
     assert result.code == 0, result
     return {line.split("\t")[0]: line.split("\t") for line in result.out.splitlines() if "\t" in line}
 

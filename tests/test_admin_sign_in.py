@@ -32,7 +32,7 @@ from tests.admin_support import (
     use_fast_hashing,
 )
 from tests.dom import parse
-from tests.support import ServerProcess, csrf_of, free_port, server_env
+from tests.support import ServerProcess, csrf_of, free_port, other_browser, server_env
 
 ADMIN_COOKIE = "kefu_admin"
 SEVEN_DAYS = 7 * 24 * 3600
@@ -71,11 +71,6 @@ def stored_hash(db: Session, user_id: str = "a1") -> str:
     return account.password_hash
 
 
-def fresh_browser(client: TestClient) -> TestClient:
-    """Another browser on the same app: its own cookies."""
-    return TestClient(client.app, base_url="http://127.0.0.1")
-
-
 def test_no_admin_exists_until_ops_create_one(app_client: TestClient, db: Session) -> None:
     assert db.scalar(select(func.count()).select_from(AdminAccount)) == 0
     assert db.scalar(select(func.count()).select_from(User).where(User.role == "admin")) == 0
@@ -107,7 +102,7 @@ def test_sign_in_returns_to_the_page_asked_for_and_never_off_site(app_client: Te
     response = post_login(app_client, "ops", PASSWORD, next_url="/admin/stats")
     assert response.headers["location"] == "/admin/stats"
 
-    with fresh_browser(app_client) as browser:
+    with other_browser(app_client) as browser:
         for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
             browser.cookies.clear()
             response = post_login(browser, "ops", PASSWORD, next_url=target)
@@ -138,7 +133,7 @@ def test_the_session_cookie_is_http_only_same_site_lax_and_lasts_seven_days_only
         app_client: TestClient, admin: str) -> None:
     remembered = post_login(app_client, "ops", PASSWORD, remember=True)
     assert remembered.status_code == 303
-    with fresh_browser(app_client) as other:
+    with other_browser(app_client) as other:
         for_now = post_login(other, "ops", PASSWORD)
         assert for_now.status_code == 303
         assert is_signed_in(other)
@@ -159,7 +154,7 @@ def test_the_session_cookie_is_signed(app_client: TestClient, admin: str) -> Non
     payload = value.partition(".")[0]
     head, _, signature = value.rpartition(".")  # change the signature's first character: all its bits count
     tampered = f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
-    with fresh_browser(app_client) as browser:
+    with other_browser(app_client) as browser:
         browser.cookies.set(ADMIN_COOKIE, value)
         assert is_signed_in(browser)  # the genuine cookie, carried to another browser, works
         for forged in (tampered, payload, "a1", '{"a": "a1", "v": 1, "r": 1}'):
@@ -198,7 +193,7 @@ def test_logout_signs_out(app_client: TestClient, admin: str) -> None:
 
 def test_a_new_password_ends_every_existing_session(app_client: TestClient, db: Session, admin: str) -> None:
     sign_in_admin(app_client, remember=True)
-    with fresh_browser(app_client) as other:
+    with other_browser(app_client) as other:
         sign_in_admin(other)
         admins.change_password(db, "a1", "a-brand-new-one")
         db.commit()
@@ -213,7 +208,7 @@ def test_disabling_an_admin_ends_their_sessions_and_refuses_sign_in(app_client: 
                                                                     admin: str) -> None:
     sign_in_admin(app_client, remember=True)
     old_cookie = app_client.cookies[ADMIN_COOKIE]
-    with fresh_browser(app_client) as kept:
+    with other_browser(app_client) as kept:
         kept.cookies.set(ADMIN_COOKIE, old_cookie)
         assert is_signed_in(kept)  # a copy of the session works in another browser…
     admins.set_disabled(db, "a1", True)
@@ -225,7 +220,7 @@ def test_disabling_an_admin_ends_their_sessions_and_refuses_sign_in(app_client: 
 
     admins.set_disabled(db, "a1", False)
     db.commit()
-    with fresh_browser(app_client) as kept:
+    with other_browser(app_client) as kept:
         kept.cookies.set(ADMIN_COOKIE, old_cookie)
         assert not is_signed_in(kept)  # …but enabling again does not bring the old session back
     assert post_login(app_client, "ops", PASSWORD).status_code == 303

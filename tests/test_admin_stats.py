@@ -10,8 +10,6 @@ first is timed from the customer's first message.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -29,9 +27,10 @@ from app.chat.people import get_user
 from app.db.models import Conversation, Message, utcnow
 from app.main import create_app
 from tests.admin_support import login_location, make_admin, sign_in_admin, use_fast_hashing
+from tests.cli_support import run_kefu
 from tests.conftest import make_settings
 from tests.dom import Element, parse
-from tests.support import ROOT, free_port, server_env
+from tests.support import free_port, server_env
 
 NOW = datetime(2025, 3, 31, 12, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -271,8 +270,7 @@ def test_the_stats_page_says_which_time_zone_its_days_are_in(database_url: str, 
 
 def test_an_unknown_kefu_timezone_stops_kefu_with_one_clear_line(sqlite_url: str, tmp_path: Path) -> None:
     env = server_env(sqlite_url, tmp_path, KEFU_TIMEZONE="Asia/Beijing")  # not an IANA name: Asia/Shanghai is
-    done = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 1
-    [line] = done.stderr.strip().splitlines()
+    ran = run_kefu(env, "serve", "--port", str(free_port()), timeout=30)
+    assert ran.code == 1
+    [line] = ran.err.strip().splitlines()
     assert "KEFU_TIMEZONE" in line and "'Asia/Beijing'" in line and "Asia/Shanghai" in line, line

@@ -11,7 +11,8 @@ from app.chat.admins import create_admin, set_disabled
 from app.db.engine import make_engine, make_sessionmaker
 from tests.admin_support import PASSWORD, post_login
 from tests.seeding import converse
-from tests.support import ServerProcess, SSEReader, free_port, json_data, server_env, sign_in
+from tests.streams import Stream, json_data
+from tests.support import ServerProcess, free_port, server_env, sign_in
 
 
 def test_disabling_an_admin_ends_their_open_monitor_stream(sqlite_url: str, tmp_path: Path) -> None:
@@ -25,12 +26,12 @@ def test_disabling_an_admin_ends_their_open_monitor_stream(sqlite_url: str, tmp_
         with httpx.Client(base_url=server.url, timeout=10) as browser:
             assert post_login(browser, "ops", PASSWORD).status_code == 303
             with browser.stream("GET", "/events", params={"monitor": "1"}) as response:
-                stream = SSEReader(response)
-                stream.next_of("ping")
+                stream = Stream(response)
+                stream.wait_for("ping")
                 with sessions() as session:
                     set_disabled(session, "a1", True)
                     session.commit()
-                assert stream.next_of("closed").data == "signed-out"
+                assert stream.wait_for("closed").data == "signed-out"
                 with pytest.raises(EOFError):
                     stream.next()
             assert browser.get("/events", params={"monitor": "1"}).status_code == 401
@@ -53,12 +54,12 @@ def test_the_monitor_hears_everyones_presence(sqlite_url: str, tmp_path: Path) -
             assert post_login(admin, "ops", PASSWORD).status_code == 303
             sign_in(person, "m3")  # no conversation with anyone yet
             with admin.stream("GET", "/events", params={"monitor": "1"}) as response:
-                monitor = SSEReader(response)
-                monitor.next_of("ping")
+                monitor = Stream(response)
+                monitor.wait_for("ping")
                 with person.stream("GET", "/events") as own:
-                    SSEReader(own).next_of("ping")
-                    assert json_data(monitor.next_of("presence")) == {"user": "m3", "online": True}
-                assert json_data(monitor.next_of("presence")) == {"user": "m3", "online": False}
+                    Stream(own).wait_for("ping")
+                    assert json_data(monitor.wait_for("presence")) == {"user": "m3", "online": True}
+                assert json_data(monitor.wait_for("presence")) == {"user": "m3", "online": False}
     finally:
         server.stop()
 
@@ -78,12 +79,12 @@ def test_an_admin_gets_the_monitor_stream_from_plain_events(sqlite_url: str, tmp
             token = sign_in(buyer, "b1")
             with admin.stream("GET", "/events") as response:
                 assert response.status_code == 200
-                monitor = SSEReader(response)
-                monitor.next_of("ping")
+                monitor = Stream(response)
+                monitor.wait_for("ping")
                 sent = buyer.post(f"/chat/c/{cid}/messages", data={"body": "管理员看得见"},
                                   headers={"X-CSRFToken": token})
                 assert sent.status_code == 201
-                assert "管理员看得见" in monitor.next_of("message").data
+                assert "管理员看得见" in monitor.wait_for("message").data
             # A page that names a person acts for that person only, never silently for the admin instead.
             assert admin.get("/events", params={"as": "b1"}).status_code == 401
     finally:

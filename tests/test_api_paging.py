@@ -1,38 +1,30 @@
-"""Walking the conversation lists of the API while they move, on SQLite and MariaDB, as a marketplace's backend does.
+"""Paging through the API's lists, on SQLite and MariaDB, as a marketplace's backend does: still and while they move.
 
-What a marketplace relies on: following `next_cursor` to the end returns every conversation at least once, even
-when conversations get messages (and move to the top) while it pages; a sync with `updated_since` returns, oldest
-activity first, every conversation that changed since then, what changed during the walk again at the end, and
-`next_updated_since` for the next sync, early enough that a transaction committing late is not missed.
+What a marketplace relies on: conversations page newest activity first and messages oldest first, through keyset
+cursors (`next_cursor`, `after` and `next_after`), every item exactly once, conversations that share a moment told
+apart by id, and polling with `after` brings what is new and only that; following `next_cursor` to the end returns
+every conversation at least once, even when conversations get messages (and move to the top) while it pages; a sync
+with `updated_since` returns, oldest activity first, every conversation that changed since then, what changed during
+the walk again at the end, and `next_updated_since` for the next sync, early enough that a transaction committing
+late is not missed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.chat import conversations as convs
+from app.chat import messages as msgs
 from app.chat.people import get_user, upsert_user
 from app.db.models import Conversation, Member, utcnow
-from app.main import create_app
-from tests.conftest import make_settings
-from tests.test_api import BASE_URL, Api, assert_error, new_key, with_session
+from tests.api_support import Api, assert_error
+from tests.seeding import with_session
 
 BASE = datetime(2021, 5, 1, 8, 0, tzinfo=UTC)  # long before anything made now
-
-
-@pytest.fixture
-def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    key = new_key(database_url)
-    app = create_app(make_settings(database_url, tmp_path))
-    with TestClient(app, base_url=BASE_URL) as client:
-        yield Api(client, key, database_url)
 
 
 def set_activity(database_url: str, times: dict[int, datetime]) -> None:
@@ -88,6 +80,103 @@ def latest(items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         if item["id"] not in kept or item["last_activity_at"] >= kept[item["id"]]["last_activity_at"]:
             kept[item["id"]] = item
     return kept
+
+
+def test_75_conversations_page_by_10_each_exactly_once_newest_first(api: Api) -> None:
+    base = datetime(2021, 5, 1, 8, 0, tzinfo=UTC)  # before any conversation made now
+    with with_session(api.database_url) as session:
+        buyer = get_user(session, "b1")
+        for i in range(75):
+            merchant = upsert_user(session, f"lm{i}", f"商家{i}", "merchant")
+            conversation = convs.get_or_create_conversation(session, buyer, merchant)
+            # three conversations share each moment: the cursor must tell them apart by id
+            activity = base + timedelta(seconds=i // 3)
+            session.execute(update(Conversation).where(Conversation.id == conversation.id)
+                            .values(last_activity_at=activity))
+            session.execute(update(Member).where(Member.conversation_id == conversation.id)
+                            .values(last_activity_at=activity))
+        session.commit()
+        rows = session.execute(select(Conversation.id, Conversation.last_activity_at)).all()
+    expected = [cid for cid, _at in sorted(rows, key=lambda row: (row[1], row[0]), reverse=True)]
+    assert len(expected) == 75
+
+    started: list[int] = []
+
+    def page_through(**params: Any) -> tuple[list[int], int]:
+        seen: list[int] = []
+        cursor, pages = None, 0
+        while True:
+            response = api.get("/api/v1/conversations", limit=10, **params, **({"cursor": cursor} if cursor else {}))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            pages += 1
+            assert len(body["items"]) == (10 if pages < 8 else 5 if pages == 8 else 1), body
+            seen += [item["id"] for item in body["items"]]
+            if pages == 1 and params:  # a conversation that starts while the marketplace pages: at the end, once
+                with with_session(api.database_url) as session:
+                    b1, p1 = get_user(session, "b1"), get_user(session, "p1")
+                    started.append(convs.get_or_create_conversation(session, b1, p1).id)
+                    session.commit()
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return seen, pages
+            assert pages < 20, "the cursor never ends"
+
+    seen, pages = page_through(user_id="b1")
+    assert pages == 9
+    assert seen == expected + started
+    # every conversation (there are now 76, the newest first), without user_id
+    everything = [item["id"] for item in api.get("/api/v1/conversations", limit=100).json()["items"]]
+    assert len(everything) == 76 and everything[1:] == expected
+    assert api.get("/api/v1/conversations", user_id="b1").json()["next_cursor"] is not None  # default page: 30
+
+    assert_error(api.get("/api/v1/conversations", cursor="not-a-cursor"), 422, "invalid", "cursor")
+    assert_error(api.get("/api/v1/conversations", limit=0), 400, "invalid_request", "limit")
+    assert_error(api.get("/api/v1/conversations", limit=101), 400, "invalid_request", "limit")
+
+
+def test_250_messages_page_with_after_and_limit_oldest_first(api: Api) -> None:
+    cid = api.conversation("b1", "m1")
+    with with_session(api.database_url) as session:
+        stored = [msgs.send_message(session, cid, ("b1", "m1")[i % 2], f"第{i}条").id for i in range(250)]
+    assert stored == sorted(stored)
+
+    def page_through(limit: int) -> tuple[list[dict[str, Any]], int]:
+        items: list[dict[str, Any]] = []
+        after, pages = 0, 0
+        while True:
+            response = api.get(f"/api/v1/conversations/{cid}/messages", after=after, limit=limit)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            pages += 1
+            items += body["items"]
+            if body["next_after"] is None:
+                return items, pages
+            assert body["next_after"] == body["items"][-1]["id"]
+            after = body["next_after"]
+            assert pages < 100, "next_after never ends"
+
+    for limit, expected_pages in ((100, 3), (7, 36)):
+        items, pages = page_through(limit)
+        assert pages == expected_pages
+        assert [m["id"] for m in items] == stored
+        assert [m["body"] for m in items] == [f"第{i}条" for i in range(250)]
+
+    first = api.get(f"/api/v1/conversations/{cid}/messages").json()  # default: 50, oldest first
+    assert [m["id"] for m in first["items"]] == stored[:50] and first["next_after"] == stored[49]
+    tail = api.get(f"/api/v1/conversations/{cid}/messages", after=stored[199]).json()
+    assert [m["id"] for m in tail["items"]] == stored[200:] and tail["next_after"] is None
+    # polling with `after` = the last id seen brings what is new, and only that
+    assert api.get(f"/api/v1/conversations/{cid}/messages", after=stored[-1]).json() == {"items": [],
+                                                                                        "next_after": None}
+    new = api.post(f"/api/v1/conversations/{cid}/messages", {"body": "新消息", "sender_id": "m1"}).json()
+    assert api.get(f"/api/v1/conversations/{cid}/messages", after=stored[-1]).json()["items"] == [new]
+
+    path = f"/api/v1/conversations/{cid}/messages"
+    assert_error(api.get(path, limit=0), 400, "invalid_request", "limit")
+    assert_error(api.get(path, limit=101), 400, "invalid_request", "limit")
+    assert_error(api.get(path, after=-1), 400, "invalid_request", "after")
+    assert_error(api.get(path, after="abc"), 400, "invalid_request", "after")
 
 
 @pytest.mark.parametrize("whose", ["m1", "everyone"])

@@ -24,8 +24,9 @@ from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.people import get_user
 from app.main import create_app
+from tests.api_support import BASE_URL, new_key
 from tests.conftest import make_settings
-from tests.test_api import BASE_URL, new_key, with_session
+from tests.seeding import with_session
 
 EXAMPLES_PER_OPERATION = 25
 # no server error; every answer matches the document: its status is listed there, its body fits the schema

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,9 +13,10 @@ from app.chat.links import LinkIdentity, make_token
 from app.db.models import AuditEntry
 from app.main import create_app
 from tests.admin_support import PASSWORD, make_admin, post_login, use_fast_hashing
+from tests.cli_support import command_env, run_kefu
 from tests.conftest import make_settings
 from tests.dom import parse
-from tests.support import ROOT, TEST_SECRET
+from tests.support import TEST_SECRET
 
 
 def audit_rows(client: TestClient) -> list[tuple[str, str]]:
@@ -72,12 +71,9 @@ def test_the_audit_log_is_for_admins_only(app_client: TestClient) -> None:
 
 
 def test_admin_account_changes_from_the_command_line_are_audited(sqlite_url: str, tmp_path: Path) -> None:
-    env = {"KEFU_DATABASE_URL": sqlite_url, "KEFU_VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-
     def kefu(*args: str) -> None:
-        result = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
+        ran = run_kefu(command_env(sqlite_url, tmp_path), *args)
+        assert ran.code == 0, ran.err
 
     kefu("admin", "create", "a9", "auditor", "long-enough-pw")
     kefu("admin", "passwd", "a9", "another-long-pw")

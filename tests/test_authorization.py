@@ -1,7 +1,10 @@
-"""Who may see and do what: participants only, signed-in people only, and friendly Chinese error pages."""
+"""Who may see and do what: every route needs the identity it asks for, participants only, signed-in people only,
+every POST a page can make needs the page's CSRF token, no demo sign-in unless demo mode is on, and friendly
+Chinese error pages."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +13,7 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from litestar.testing import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.chat.people import upsert_user
@@ -19,16 +22,26 @@ from app.db.models import Conversation, Member, Message
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.dom import parse
-from tests.seeding import converse, say
-from tests.support import TEST_SECRET, csrf_of, sign_in
+from tests.seeding import converse, count, say
+from tests.support import TEST_SECRET, all_routes, concrete, csrf_of, sign_in
+
+# The only routes anyone may reach without signing in, and why.
+PUBLIC = {
+    ("GET", "/"): "redirects to /chat",
+    ("GET", "/healthz"): "for load balancers",
+    ("GET", "/login"): "the admin sign-in form",
+    ("POST", "/login"): "signing in",
+    ("POST", "/logout"): "signing out (clears cookies only)",
+    ("GET", "/static/{file_path:path}"): "CSS, JS, icons",
+    ("HEAD", "/static/{file_path:path}"): "CSS, JS, icons",
+    ("GET", "/docs"): "redirects to the API documentation",
+    ("GET", "/redoc"): "redirects to the API documentation",
+}
+# The OpenAPI document and its two viewers, under /api but outside /api/v1, are public by design.
+API_DOCS = re.compile(r"^/api(/openapi\.(json|yaml|yml)|/docs|/redoc|/[a-z0-9.-]+|/\{[a-z_]+:str\})?$")
 
 COOKIE = "kefu_session"
 HUGE = "99999999999999999999"
-
-
-def count(db: Session, model: type) -> int:
-    db.rollback()  # a fresh snapshot
-    return db.scalar(select(func.count()).select_from(model)) or 0
 
 
 def watermarks(db: Session, cid: int) -> dict[str, int]:
@@ -353,3 +366,39 @@ def test_starting_conversations_is_limited_per_person(db: Session, app_client: T
                 for n in range(31)]
     assert statuses == [200] * 30 + [429]
     assert count(db, Conversation) == 30
+
+
+def test_every_route_needs_the_identity_it_asks_for(app_client: TestClient) -> None:
+    app = app_client.app
+    routes = all_routes(app)
+    assert ("POST", "/chat/c/{cid:str}/messages") in routes  # the table is really the app's
+    token = csrf_of(app_client.get("/login").text)  # a valid CSRF token, so that only identity is missing
+    unexpectedly_open = []
+    for method, path in routes:
+        if (method, path) in PUBLIC or API_DOCS.match(path):
+            continue
+        response = app_client.request(method, concrete(path), headers={"X-CSRFToken": token},
+                                      follow_redirects=False)
+        to_login = response.status_code == 303 and response.headers["location"].startswith("/login")
+        if response.status_code not in (401, 403) and not to_login:
+            unexpectedly_open.append((method, path, response.status_code))
+    assert unexpectedly_open == []
+
+
+def test_every_post_route_refuses_a_missing_or_forged_csrf_token(app_client: TestClient) -> None:
+    sign_in(app_client, "m1", target="b1")
+    for method, path in all_routes(app_client.app):
+        if method != "POST" or path.startswith("/api/v1"):
+            continue  # the API takes no cookies (Bearer keys only), so it has nothing to forge
+        for headers in ({}, {"X-CSRFToken": "forged"}):
+            response = app_client.post(concrete(path), data={"body": "x", "username": "u", "password": "p"},
+                                       headers=headers, follow_redirects=False)
+            assert response.status_code == 403, (path, headers, response.status_code)
+
+
+def test_demo_sign_in_is_refused_without_demo_mode(database_url: str, tmp_path: Path) -> None:
+    app = create_app(make_settings(database_url, tmp_path, demo=False))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        response = client.get("/chat", params={"user_id": "b1"})
+        assert response.status_code == 403
+        assert client.get("/chat").status_code == 401

@@ -1,4 +1,11 @@
-"""Real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) against a served app."""
+"""Chatting in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) against a served app.
+
+What people rely on: b1 and m1 talk live, each message shown once in each window, with unread counts, the title's
+total and read receipts; markup is shown as text and never run; presence follows tabs opening and closing (one tab
+of two closing changes nothing); a new conversation appears in the list live; messages sent while the server was
+down arrive after the reconnect; an empty message is refused in the composer; scrolling up loads older messages;
+the layout fits a desk, a tablet and a phone.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import ROOT, ServerProcess, open_chat, send, sign_in
+from tests.seeding import converse, say, with_session
+from tests.support import ROOT, ServerProcess, open_chat, open_conversation_id, send, sign_in
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -37,11 +45,17 @@ def test_b1_and_m1_chat_live_with_unread_counts_and_read_receipts(browser, serve
     # b1 sees the read receipt live
     b1.locator(".msg-row.mine.is-read", has_text="板蓝根颗粒").wait_for()
 
-    send(m1, "有货的，今天下单明天发。")
+    with m1.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/messages")) as answer:
+        send(m1, "有货的，今天下单明天发。")
+    assert answer.value.status == 201
     b1.locator('[data-testid="message"][data-sender-id="m1"]', has_text="今天下单").wait_for()
-    # exactly once in each window, though it reached the sender both by the POST answer and the stream
-    m1.wait_for_timeout(300)
+    # exactly once in each window, though it reached the sender both by the POST answer and the stream: a sentinel
+    # from the other side comes over each window's stream after anything still to come of it
+    send(b1, "好的，谢谢")
+    m1.locator('[data-testid="message"][data-sender-id="b1"]', has_text="好的，谢谢").wait_for()
     assert m1.locator('[data-testid="message"]', has_text="今天下单").count() == 1
+    send(m1, "不客气")
+    b1.locator('[data-testid="message"][data-sender-id="m1"]', has_text="不客气").wait_for()
     assert b1.locator('[data-testid="message"]', has_text="今天下单").count() == 1
     assert b1.js_errors == [] and m1.js_errors == []
 
@@ -66,7 +80,10 @@ def test_markup_is_shown_as_text(browser, server: ServerProcess) -> None:  # typ
     assert m1.evaluate("window.hacked") is None
 
 
-def test_presence_follows_tabs_opening_and_closing(browser, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+def test_presence_follows_tabs_opening_and_closing(browser, server: ServerProcess,  # type: ignore[no-untyped-def]
+                                                    sqlite_url: str) -> None:
+    with with_session(sqlite_url) as db:  # b1 hears m2 come and go too: the sentinel below
+        say(db, converse(db, "b1", "m2"), "m2", "您好")
     b1 = open_chat(browser, server, "user_id=b1&target=m1")
     dot = b1.locator('.thread-head [data-testid="presence"][data-user-id="m1"]')
     assert dot.get_attribute("data-online") == "false"
@@ -76,7 +93,14 @@ def test_presence_follows_tabs_opening_and_closing(browser, server: ServerProces
     second_tab.wait_for_selector('[data-testid="connection"][data-state="open"]')
     b1.wait_for_selector('.thread-head [data-testid="presence"][data-user-id="m1"][data-online="true"]')
     first_tab.close()
-    b1.wait_for_timeout(3000)  # past the offline grace period: m1 still has a tab open
+    # m1 still has a tab open: nothing changes, even past the offline grace period. The sentinel: m2 comes and goes
+    # after m1's tab closed, so m2 is shown offline (a grace period after m2's tab closed) after anything m1's closed
+    # tab could have set off
+    m2_dot = b1.locator('[data-testid="conversation"] [data-testid="presence"][data-user-id="m2"]')
+    m2_tab = open_chat(browser, server, "user_id=m2")
+    expect(m2_dot).to_have_attribute("data-online", "true")
+    m2_tab.close()
+    expect(m2_dot).to_have_attribute("data-online", "false", timeout=10_000)
     assert dot.get_attribute("data-online") == "true"
     second_tab.close()
     b1.wait_for_selector('.thread-head [data-testid="presence"][data-user-id="m1"][data-online="false"]',
@@ -88,7 +112,7 @@ def test_a_new_conversation_appears_in_the_list_live(browser, server: ServerProc
     assert m1.locator('[data-testid="conversation"]').count() == 0
     with httpx.Client(base_url=server.url) as b2:
         token = sign_in(b2, "b2", target="m1")
-        cid = re.search(r'data-open-conversation="(\d+)"', b2.get("/chat?target=m1").text).group(1)
+        cid = open_conversation_id(b2, "m1")
         assert b2.post(f"/chat/c/{cid}/messages", data={"body": "第一次来，请多关照"},
                        headers={"X-CSRFToken": token}).status_code == 201
     item = m1.locator(f'[data-testid="conversation"][data-conversation-id="{cid}"]')
@@ -172,7 +196,7 @@ def seed_conversation(server: ServerProcess) -> None:
     for sender, peer, text in CONVERSATION:
         with httpx.Client(base_url=server.url) as client:
             token = sign_in(client, sender, target=peer)
-            cid = re.search(r'data-open-conversation="(\d+)"', client.get(f"/chat?target={peer}").text).group(1)
+            cid = open_conversation_id(client, peer)
             response = client.post(f"/chat/c/{cid}/messages", data={"body": text}, headers={"X-CSRFToken": token})
             assert response.status_code == 201
 

@@ -92,11 +92,19 @@ def test_m1_clicks_a_quick_reply_and_b1_sees_it(browser, server: ServerProcess) 
     buttons = m1.locator('[data-testid="col-info"] [data-testid="quick-reply"]')
     assert buttons.all_inner_texts() == list(DEMO_QUICK_REPLIES["merchant"])
     assert all((buttons.nth(i).get_attribute("data-quick-reply-id") or "").isdigit() for i in range(3))
-    buttons.filter(has_text=IN_STOCK).click()
+    with m1.expect_response(lambda r: r.request.method == "POST" and "/quick-replies/" in r.url) as answer:
+        buttons.filter(has_text=IN_STOCK).click()
+    assert answer.value.status == 201
     b1.locator(FROM_M1, has_text=IN_STOCK).wait_for()
     m1.locator(FROM_M1, has_text=IN_STOCK).wait_for()
-    m1.wait_for_timeout(300)
-    assert m1.locator(FROM_M1).count() == 1 and b1.locator(FROM_M1).count() == 1
+    # once in each window: a sentinel from the other side comes over each window's stream after anything still to
+    # come of the quick reply
+    send(b1, "收到")
+    m1.locator(FROM_B1, has_text="收到").wait_for()
+    assert m1.locator(FROM_M1).count() == 1
+    send(m1, "不客气")
+    b1.locator(FROM_M1, has_text="不客气").wait_for()
+    assert b1.locator(f"{FROM_M1} .msg-bubble").all_inner_texts() == [IN_STOCK, "不客气"]
     assert b1.js_errors == [] and m1.js_errors == []
 
 
@@ -120,12 +128,12 @@ def test_m1_types_slash_and_a_word_and_enter_sends_the_matching_quick_reply(  # 
     assert received.locator(".msg-bubble").inner_text() == INVOICE
     assert composer.input_value() == ""
     assert items.count() == 0 or not m1.locator('[data-testid="slash-menu"]').is_visible()
-    m1.wait_for_timeout(300)
-    assert b1.locator(FROM_M1).count() == 1  # the quick reply, not "/发票" as well
-    assert m1.locator(FROM_M1).all_inner_texts()[0].count(INVOICE) == 1
 
     send(m1, "好的")  # Enter sends typed text again once the menu is gone
     b1.locator(FROM_M1, has_text="好的").wait_for()
+    # "好的" is the sentinel: had "/发票" been sent as well, it would have reached b1 before it
+    assert b1.locator(f"{FROM_M1} .msg-bubble").all_inner_texts() == [INVOICE, "好的"]  # the quick reply only
+    assert m1.locator(FROM_M1).all_inner_texts()[0].count(INVOICE) == 1
     assert b1.js_errors == [] and m1.js_errors == []
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.seeding import converse, say
-from tests.support import ServerProcess, open_chat
-from tests.test_browser_reconnect import database, post_message
+from tests.seeding import converse, say, with_session
+from tests.support import ServerProcess, open_chat, post_message
 
 pytestmark = pytest.mark.browser
 DESK, PHONE = (1280, 800), (375, 740)
 
 
 def two_conversations(url: str) -> tuple[int, int]:
-    with database(url) as db:
+    with with_session(url) as db:
         with_m1, with_m2 = converse(db, "b1", "m1"), converse(db, "b1", "m2")
         say(db, with_m1, "m1", "您好，有什么可以帮您？")
         say(db, with_m2, "m2", "新品到了")

@@ -7,9 +7,8 @@ import pytest
 
 from app.chat.people import upsert_user
 from tests.admin_support import PASSWORD, make_admin
-from tests.seeding import converse, say
+from tests.seeding import converse, say, with_session
 from tests.support import ServerProcess, open_chat
-from tests.test_browser_reconnect import database
 
 pytestmark = pytest.mark.browser
 LONG = "LongShop_" + "x" * 91  # 100 characters, no space to break at
@@ -23,7 +22,7 @@ def page_width(page) -> int:  # type: ignore[no-untyped-def]
 def test_a_long_name_never_makes_a_page_wider_than_the_window(  # type: ignore[no-untyped-def]
     browser, server: ServerProcess, sqlite_url: str, size: tuple[int, int]
 ) -> None:
-    with database(sqlite_url) as db:
+    with with_session(sqlite_url) as db:
         upsert_user(db, "longshop", LONG, "merchant")
         db.commit()
         cid = converse(db, "b1", "longshop")

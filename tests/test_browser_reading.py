@@ -7,9 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.seeding import converse, say_all
+from tests.seeding import converse, say_all, with_session
 from tests.support import ServerProcess, hide_page, open_chat, send
-from tests.test_browser_reconnect import database
 
 pytestmark = pytest.mark.browser
 PHONE = (375, 740)
@@ -17,7 +16,7 @@ PHONE = (375, 740)
 
 def thirty_messages_from_b1(url: str) -> int:
     """A conversation whose 30 messages (one page: no older ones to load) fill more than a screen."""
-    with database(url) as db:
+    with with_session(url) as db:
         cid = converse(db, "b1", "m1")
         say_all(db, cid, "b1", *(f"第{n}条：请问这批货什么时候发？" for n in range(1, 31)))
     return cid

@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import httpx
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
 from app.chat.people import upsert_user
-from app.db.engine import make_engine, make_sessionmaker
-from tests.seeding import converse, say
-from tests.support import OPEN_STREAMS, STREAM_PROBE, ServerProcess, hide_page, open_chat, send, sign_in
+from tests.seeding import converse, say, with_session
+from tests.support import OPEN_STREAMS, STREAM_PROBE, ServerProcess, hide_page, open_chat, post_message, send
 
 pytestmark = pytest.mark.browser
-
-
-@contextmanager
-def database(url: str) -> Iterator[Session]:
-    engine = make_engine(url)
-    with make_sessionmaker(engine)() as session:
-        yield session
-    engine.dispose()
-
-
-def post_message(server: ServerProcess, sender: str, cid: int | str, text: str) -> int:
-    with httpx.Client(base_url=server.url) as client:
-        token = sign_in(client, sender)
-        response = client.post(f"/chat/c/{cid}/messages", data={"body": text}, headers={"X-CSRFToken": token})
-        assert response.status_code == 201
-        return int(re.search(r'data-message-id="(\d+)"', response.text).group(1))  # type: ignore[union-attr]
 
 
 def unread_badge(page, cid: int | str):  # type: ignore[no-untyped-def]
@@ -44,7 +23,7 @@ def test_the_title_keeps_the_true_unread_total_after_the_stream_reconnects(  # t
     browser, server: ServerProcess, sqlite_url: str
 ) -> None:
     # 40 merchants wrote to b1 once each: the list shows 30 of them, the title counts all 40.
-    with database(sqlite_url) as db:
+    with with_session(sqlite_url) as db:
         cids = []
         for n in range(1, 41):
             upsert_user(db, f"lm{n}", f"压测商家{n}", "merchant")
@@ -57,7 +36,7 @@ def test_the_title_keeps_the_true_unread_total_after_the_stream_reconnects(  # t
 
     server.stop()
     b1.wait_for_selector('[data-testid="connection"]:not([data-state="open"])')
-    with database(sqlite_url) as db:  # while b1 is away: read in another device, and one more message
+    with with_session(sqlite_url) as db:  # while b1 is away: read in another device, and one more message
         convs.mark_read(db, cids[-1], "b1")
         db.commit()
         say(db, cids[0], "lm1", "还在吗？")  # lm1 is beyond the first page until this message
@@ -74,7 +53,7 @@ def test_the_title_keeps_the_true_unread_total_after_the_stream_reconnects(  # t
 def test_a_storm_of_reconnect_reasons_opens_one_stream_and_a_message_counts_once(  # type: ignore[no-untyped-def]
     browser, server: ServerProcess, sqlite_url: str
 ) -> None:
-    with database(sqlite_url) as db:
+    with with_session(sqlite_url) as db:
         cid = converse(db, "b1", "m1")
 
     def prepare(page) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +88,7 @@ def test_a_storm_of_reconnect_reasons_opens_one_stream_and_a_message_counts_once
 def test_a_message_delivered_twice_counts_and_notifies_once(  # type: ignore[no-untyped-def]
     browser, server: ServerProcess, sqlite_url: str
 ) -> None:
-    with database(sqlite_url) as db:
+    with with_session(sqlite_url) as db:
         cid = converse(db, "b1", "m1")
 
     def prepare(page) -> None:  # type: ignore[no-untyped-def]
@@ -154,7 +133,7 @@ def test_read_receipts_missed_while_disconnected_show_after_the_reconnect(  # ty
 
     server.stop()
     b1.wait_for_selector('[data-testid="connection"]:not([data-state="open"])')
-    with database(sqlite_url) as db:  # m1 reads it while b1's stream is down: the read event is missed
+    with with_session(sqlite_url) as db:  # m1 reads it while b1's stream is down: the read event is missed
         assert convs.mark_read(db, cid, "m1") is not None
         db.commit()
     server.start()

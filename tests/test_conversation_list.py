@@ -16,6 +16,7 @@ from app.chat.people import upsert_user
 from app.db.models import Member
 from tests.dom import Element, parse
 from tests.seeding import converse, say
+from tests.streams import Stream
 from tests.support import ServerProcess, free_port, server_env, sign_in
 
 PAGE_SIZE = 30
@@ -168,8 +169,8 @@ def test_the_dot_turns_online_while_the_peer_has_the_app_open(database_url: str,
             assert m1_dot() == "false"
             with merchant.stream("GET", "/events") as stream:
                 assert stream.status_code == 200
-                lines = stream.iter_lines()  # kept: dropping the iterator would close the stream
-                next(lines)  # the first thing the stream sends: from here on m1 is online
+                events = Stream(stream)  # kept: dropping the reader would close the stream
+                events.opened()  # the first thing the stream sends: from here on m1 is online
                 assert m1_dot() == "true"
                 cid = item_for(buyer.get("/chat").text, "m1").get("data-conversation-id")
                 item = buyer.get(f"/chat/c/{cid}/item").text

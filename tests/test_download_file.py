@@ -23,15 +23,11 @@ from sqlalchemy.orm import Session
 from app.chat import messages as msgs
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import parse
-from tests.file_samples import SAMPLES, Party, image_bytes, sign_in_to, upload
+from tests.file_samples import SAMPLES, Party, image_bytes, upload
+from tests.support import other_browser, sign_in_to
 
 THUMB_MAX = 480
 DANGEROUS_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml")
-
-
-def other_browser(client: TestClient) -> TestClient:
-    """Another browser on the same app: its own cookies."""
-    return TestClient(client.app, base_url="http://127.0.0.1")
 
 
 def send_file(client: TestClient, token: str, cid: int, name: str, content: bytes) -> int:

@@ -26,9 +26,9 @@ from sqlalchemy import select
 from app.db.engine import make_engine
 from app.db.models import Attachment, Message
 from tests.conftest import REDIS_URL
-from tests.file_samples import files_under, image_bytes, sign_in_to, upload
-from tests.support import ROOT, ServerProcess, free_port, server_env
-from tests.test_event_stream import Browser, sign_in
+from tests.file_samples import files_under, image_bytes, upload
+from tests.streams import Browser
+from tests.support import ROOT, ServerProcess, free_port, server_env, sign_in_to
 
 
 def wait_for_text(path: Path, text: str, seconds: float = 10) -> None:
@@ -70,8 +70,7 @@ def test_sigterm_ends_streams_with_a_retry_hint_finishes_requests_in_flight_and_
     server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
     log_path = tmp_path / f"server-{server.port}.log"
     try:
-        buyer = Browser(httpx.Client(base_url=server.url, timeout=10), "b1", "")
-        buyer.token = sign_in(buyer.client, "b1", target="m1")
+        buyer = Browser.open(server, "b1", target="m1")
         cid = buyer.conversation_with("m1")
         streams = [[], []]
         opened = [threading.Event(), threading.Event()]
@@ -139,10 +138,10 @@ def test_with_two_workers_nothing_listens_once_a_stop_begins(sqlite_url: str, tm
     port = free_port()
     process, log = start_kefu(env, port, "--workers", "2")
     try:
-        buyer = Browser(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10), "b1", "")
-        buyer.token = sign_in(buyer.client, "b1", target="m1")
+        served = ServerProcess(env, port)
+        buyer = Browser.open(served, "b1", target="m1")
         cid = buyer.conversation_with("m1")
-        slow, rest = start_post(ServerProcess(env, port), buyer, f"/chat/c/{cid}/messages", {"body": "慢慢发完"})
+        slow, rest = start_post(served, buyer, f"/chat/c/{cid}/messages", {"body": "慢慢发完"})
         process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
         while not refused(port):  # uvicorn's parent used to keep listening until its workers had exited

@@ -10,16 +10,8 @@ import httpx
 import pytest
 
 from app.chat.files import IMAGE_WORKERS, MAX_DECODED_PIXELS
-from tests.file_samples import (
-    gif_bomb,
-    gif_many_frames,
-    png_bomb,
-    png_with_truncated_pixels,
-    png_zeros,
-    sign_in_to,
-    upload,
-)
-from tests.support import ServerProcess, free_port, server_env
+from tests.file_samples import gif_bomb, gif_many_frames, png_bomb, png_with_truncated_pixels, png_zeros, upload
+from tests.support import ServerProcess, free_port, server_env, sign_in_to
 
 MB = 1024 * 1024
 DECODED_BYTES = MAX_DECODED_PIXELS * 4  # the largest image accepted, decoded as RGBA

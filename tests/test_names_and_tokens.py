@@ -8,14 +8,12 @@ import time
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 from litestar.testing import TestClient
-from sqlalchemy.orm import Session
 
-from app.chat.api_keys import create_key
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.links import SALT, LinkIdentity, make_token, read_token
-from app.db.engine import make_engine
+from tests.api_support import new_key
+from tests.cli_support import assert_one_line_error, kefu
 from tests.support import TEST_SECRET
-from tests.test_api import kefu
 
 BAD_NAMES = {
     "invisible only": "\u200b\u3164",
@@ -30,9 +28,7 @@ BAD_NAMES = {
 @pytest.mark.parametrize("case", BAD_NAMES)
 def test_names_with_nothing_visible_or_control_characters_are_refused_by_the_api(
         app_client: TestClient, database_url: str, case: str) -> None:
-    with Session(make_engine(database_url)) as db:
-        _record, key = create_key(db, "shop")
-        db.commit()
+    key = new_key(database_url)
     response = app_client.put("/api/v1/users/shop42", json={"name": BAD_NAMES[case], "role": "merchant"},
                               headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 422, response.text
@@ -43,7 +39,7 @@ def test_names_with_nothing_visible_or_control_characters_are_refused_by_the_api
 @pytest.mark.parametrize("case", BAD_NAMES)
 def test_kefu_link_refuses_the_same_names(database_url: str, tmp_path, case: str) -> None:  # type: ignore[no-untyped-def]
     ran = kefu(database_url, tmp_path, "link", "b9", "--name", BAD_NAMES[case], "--role", "buyer")
-    assert ran.code != 0 and "名称" in ran.err
+    assert_one_line_error(ran, "名称")
 
 
 @pytest.mark.parametrize("case", BAD_NAMES)

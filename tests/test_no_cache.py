@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from litestar.testing import TestClient
 
-from tests.file_samples import image_bytes, sign_in_to, upload
+from tests.file_samples import image_bytes, upload
+from tests.support import sign_in_to
 
 
 def test_signed_in_pages_fragments_and_files_are_never_stored_by_the_browser(app_client: TestClient) -> None:

@@ -23,18 +23,13 @@ from app.chat.people import get_user
 from app.db.models import Message, QuickReply
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import Element, parse
-from tests.file_samples import Party, sign_in_to
+from tests.file_samples import Party
 from tests.seeding import converse
-from tests.support import csrf_of
+from tests.support import csrf_of, other_browser, sign_in_to
 
 MERCHANT = list(DEMO_QUICK_REPLIES["merchant"])
 SUPPORT = list(DEMO_QUICK_REPLIES["support"])
 INVOICE = "可以开增值税专用发票，下单时请备注开票信息。"
-
-
-def other_browser(client: TestClient) -> TestClient:
-    """Another browser on the same app: its own cookies."""
-    return TestClient(client.app, base_url="http://127.0.0.1")
 
 
 def bodies(db: Session, owner_id: str) -> list[str]:

@@ -1,28 +1,85 @@
-"""Rate limits count only accepted work, and mean the same everywhere: at most N in any window of W seconds, in one
-process and across processes through Redis (no burst of 2 × N at a window's edge)."""
+"""Rate limits: someone sending too fast gets 429 with Retry-After and nothing more is stored; opening streams too
+often gets 429, and past the streams allowed per person the oldest is closed while the newer stay open.
+
+The limits count only accepted work (refused messages and uploads use none of them), and mean the same everywhere: at
+most N in any window of W seconds, in one process and across processes through Redis (no burst of 2 × N at a
+window's edge)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from litestar.testing import TestClient
 
+from app.main import create_app
 from app.realtime.limits import RateLimiter, RedisRateLimiter
-from tests.conftest import REDIS_URL, require_or_skip
-from tests.file_samples import image_bytes, sign_in_to, upload
+from tests.conftest import REDIS_URL, make_settings, require_or_skip
+from tests.file_samples import image_bytes, upload
+from tests.streams import OpenBrowser, Stream
+from tests.support import ServerProcess, free_port, open_conversation_id, server_env, sign_in, sign_in_to
 
 
-def post_message(client: TestClient, cid: int, token: str, body: str) -> int:
+def send_status(client: TestClient, cid: int, token: str, body: str) -> int:
     return client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token}).status_code
+
+
+def test_sending_too_fast_gets_429_and_stores_nothing_more(database_url: str, tmp_path: Path) -> None:
+    app = create_app(make_settings(database_url, tmp_path, message_limit=(5, 10.0)))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        token = sign_in(client, "b1", target="m1")
+        cid = open_conversation_id(client, "m1")
+        statuses = [client.post(f"/chat/c/{cid}/messages", data={"body": f"第{n}条"},
+                                headers={"X-CSRFToken": token}) for n in range(7)]
+        assert [r.status_code for r in statuses] == [201] * 5 + [429] * 2
+        assert "发送太频繁" in statuses[-1].text
+        assert 0 < int(statuses[-1].headers["retry-after"]) <= 10
+        page = client.get(f"/chat/c/{cid}").text
+        assert page.count('data-testid="message"') == 5
+
+
+def test_opening_streams_too_often_gets_429_with_retry_after(kefu_server: ServerProcess,
+                                                         open_browser: OpenBrowser) -> None:
+    m1 = open_browser(kefu_server, "m1")
+    statuses = []
+    for _ in range(61):
+        with m1.client.stream("GET", "/events") as response:
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["retry-after"]) >= 1
+                assert "连接太频繁" in response.read().decode()
+    assert statuses == [200] * 60 + [429]
+
+
+def test_the_oldest_stream_is_closed_past_the_limit_per_person(sqlite_url: str, tmp_path: Path) -> None:
+    server = ServerProcess(server_env(sqlite_url, tmp_path, KEFU_STREAMS_PER_PERSON="2"), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as m1:
+            sign_in(m1, "m1")
+            with m1.stream("GET", "/events") as first:
+                oldest = Stream(first)
+                oldest.wait_for("ping")
+                with m1.stream("GET", "/events") as second, m1.stream("GET", "/events") as third:
+                    newer = Stream(second)
+                    newer.wait_for("ping")
+                    Stream(third).wait_for("ping")
+                    closed = oldest.wait_for("closed")
+                    assert closed.data == "too-many-streams"
+                    with pytest.raises(EOFError):
+                        oldest.next()
+                    newer.wait_for("ping")  # the newer ones stay open
+    finally:
+        server.stop()
 
 
 def test_refused_messages_do_not_use_up_the_limit(app_client: TestClient) -> None:
     token, cid = sign_in_to(app_client, "b1", "m1")
-    refused = [post_message(app_client, cid, token, body) for body in ["   ", "\u200b", "\u3164\u2800"] * 10]
+    refused = [send_status(app_client, cid, token, body) for body in ["   ", "\u200b", "\u3164\u2800"] * 10]
     assert refused == [422] * 30
-    assert post_message(app_client, cid, token, "这条是真的消息") == 201
+    assert send_status(app_client, cid, token, "这条是真的消息") == 201
 
 
 def test_refused_uploads_do_not_use_up_the_limit(app_client: TestClient) -> None:

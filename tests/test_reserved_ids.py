@@ -7,7 +7,6 @@ create`), so no one can write as the system or change the name shown on its noti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.chat import messages as msgs
-from app.chat.api_keys import create_key
 from app.db.models import User
-from app.main import create_app
-from tests.conftest import make_settings
+from tests.api_support import Api
+from tests.cli_support import Kefu, assert_one_line_error
 from tests.seeding import converse
 from tests.support import TEST_SECRET
-from tests.test_cli import Kefu, assert_one_line_error
 
 SYSTEM = "kefu-system"
 RESERVED = (SYSTEM, "KEFU-System", "kefu-helper")
@@ -65,24 +62,13 @@ def test_demo_sign_in_as_a_reserved_id_is_refused(notice_sent: None, app_client:
         assert app_client.get("/chat").status_code == 401
 
 
-@pytest.fixture
-def api(database_url: str, tmp_path: Path, db: Session) -> Iterator[TestClient]:
-    _record, key = create_key(db, "shop")
-    db.commit()
-    app = create_app(make_settings(database_url, tmp_path))
-    with TestClient(app, base_url="http://127.0.0.1") as client:
-        client.headers["Authorization"] = f"Bearer {key}"
-        yield client
-
-
-def test_the_api_neither_creates_renames_nor_links_a_reserved_id(notice_sent: None, db: Session,
-                                                                  api: TestClient) -> None:
+def test_the_api_neither_creates_renames_nor_links_a_reserved_id(notice_sent: None, db: Session, api: Api) -> None:
     before = names(db)
     for user_id in (*RESERVED, "kefu-new"):
-        put = api.put(f"/api/v1/users/{user_id}", json={"name": "官方通知", "role": "support"})
+        put = api.put(f"/api/v1/users/{user_id}", {"name": "官方通知", "role": "support"})
         assert put.status_code == 403, (user_id, put.text)
         assert put.json()["error"]["code"] == "forbidden"
-        link = api.post("/api/v1/links", json={"user_id": user_id})
+        link = api.post("/api/v1/links", {"user_id": user_id})
         assert link.status_code == 403, (user_id, link.text)
     assert names(db) == before
 

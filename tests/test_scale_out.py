@@ -3,8 +3,6 @@ the app keeps working (and catches up) when Redis goes away and comes back."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,8 @@ import redis
 
 from app.db.migrate import upgrade
 from tests.conftest import REDIS_URL, require_or_skip
-from tests.support import ServerProcess, SSEReader, free_port, json_data, message_ids, server_env, sign_in
+from tests.streams import Browser, Stream, json_data, message_ids
+from tests.support import RedisServer, ServerProcess, free_port, server_env, sign_in
 
 pytestmark = pytest.mark.redis
 
@@ -47,29 +46,14 @@ def two_servers(mysql_database: str, redis_url: str, tmp_path: Path) -> Iterator
     second.stop()
 
 
-def conversation_id(client: httpx.Client, target: str) -> str:
-    import re
-
-    page = client.get("/chat", params={"target": target})
-    return re.search(r'data-open-conversation="(\d+)"', page.text).group(1)  # type: ignore[union-attr]
-
-
-def post(client: httpx.Client, token: str, cid: str, body: str) -> None:
-    response = client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
-    assert response.status_code == 201, response.text
-
-
 def test_a_message_posted_on_one_process_reaches_a_stream_on_the_other(two_servers) -> None:  # type: ignore[no-untyped-def]
     first, second = two_servers
-    with httpx.Client(base_url=first.url, timeout=10) as b1, httpx.Client(base_url=second.url, timeout=10) as m1:
-        token = sign_in(b1, "b1", target="m1")
-        cid = conversation_id(b1, "m1")
-        sign_in(m1, "m1")
-        with m1.stream("GET", "/events") as response:
-            stream = SSEReader(response)
-            stream.next_of("ping")
-            post(b1, token, cid, "跨进程的消息")
-            event = stream.next_of("message")
+    with Browser.open(first, "b1", target="m1") as b1, Browser.open(second, "m1") as m1:
+        cid = b1.conversation_with("m1")
+        with m1.events() as stream:
+            stream.wait_for("ping")
+            b1.post(cid, "跨进程的消息")
+            event = stream.wait_for("message")
             assert "跨进程的消息" in event.data
             assert f'data-conversation-id="{cid}"' in event.data
 
@@ -80,111 +64,67 @@ def test_presence_is_the_same_seen_from_both_processes(two_servers) -> None:  # 
         sign_in(b1, "b1", target="m1")
         sign_in(m1, "m1")
         with b1.stream("GET", "/events") as watch:
-            watcher = SSEReader(watch)
-            watcher.next_of("ping")
+            watcher = Stream(watch)
+            watcher.wait_for("ping")
             with m1.stream("GET", "/events") as response:
-                SSEReader(response).next_of("ping")
-                assert json_data(watcher.next_of("presence")) == {"user": "m1", "online": True}
+                Stream(response).wait_for("ping")
+                assert json_data(watcher.wait_for("presence")) == {"user": "m1", "online": True}
                 # b1's page, served by the other process, shows m1 online
                 page = b1.get("/chat", params={"target": "m1"}).text
                 assert 'data-user-id="m1" data-online="true"' in page
-            assert json_data(watcher.next_of("presence")) == {"user": "m1", "online": False}
+            assert json_data(watcher.wait_for("presence")) == {"user": "m1", "online": False}
         page = b1.get("/chat", params={"target": "m1"}).text
         assert 'data-user-id="m1" data-online="false"' in page
 
 
 def test_a_stream_that_moves_to_the_other_process_misses_nothing(two_servers) -> None:  # type: ignore[no-untyped-def]
     first, second = two_servers
-    with httpx.Client(base_url=first.url, timeout=10) as b1, httpx.Client(base_url=first.url, timeout=10) as m1:
-        token = sign_in(b1, "b1", target="m1")
-        cid = conversation_id(b1, "m1")
-        sign_in(m1, "m1")
-        with m1.stream("GET", "/events") as response:
-            stream = SSEReader(response)
-            stream.next_of("ping")
-            post(b1, token, cid, "第一条")
-            last = stream.next_of("message").id
+    with Browser.open(first, "b1", target="m1") as b1, Browser.open(first, "m1") as m1:
+        cid = b1.conversation_with("m1")
+        with m1.events() as stream:
+            stream.wait_for("ping")
+            b1.post(cid, "第一条")
+            last = stream.wait_for("message").id
         for n in (2, 3, 4):
-            post(b1, token, cid, f"第{n}条")
+            b1.post(cid, f"第{n}条")
         # the reconnect lands on the other process: no sticky sessions needed
-        with httpx.Client(base_url=second.url, timeout=10, cookies=m1.cookies) as moved, \
-                moved.stream("GET", "/events", headers={"Last-Event-ID": str(last)}) as response:
-            stream = SSEReader(response)
+        moved = Browser(httpx.Client(base_url=second.url, timeout=10, cookies=m1.client.cookies), "m1", m1.token)
+        with moved, moved.events(last_event_id=str(last)) as stream:
             replayed = stream.messages(4)  # the look-back resends the last one seen (the page drops it by id)
             assert message_ids(replayed)[0] == int(last)
             assert ["第2条" in replayed[1].data, "第3条" in replayed[2].data, "第4条" in replayed[3].data] == [True] * 3
             assert message_ids(replayed) == sorted(message_ids(replayed))
-            post(b1, token, cid, "第5条")
-            assert "第5条" in stream.next_of("message").data
+            b1.post(cid, "第5条")
+            assert "第5条" in stream.wait_for("message").data
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A Redis of this test's own, so that stopping it disturbs nothing else."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        require_or_skip("redis-server is not installed")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for_redis(url)
-    yield url, process
-    process.terminate()
-    process.wait(5)
-
-
-def wait_for_redis(url: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            redis.Redis.from_url(url).ping()
-            return
-        except redis.RedisError:
-            time.sleep(0.1)
-    raise RuntimeError("redis did not start")
-
-
-def test_without_redis_pages_and_messages_keep_working_and_streams_catch_up(  # type: ignore[no-untyped-def]
-    private_redis, sqlite_url: str, tmp_path: Path
-) -> None:
-    url, redis_process = private_redis
-    server = ServerProcess(server_env(sqlite_url, tmp_path, KEFU_BROKER_URL=url), free_port()).start()
+def test_without_redis_pages_and_messages_keep_working_and_streams_catch_up(
+        private_redis: RedisServer, sqlite_url: str, tmp_path: Path) -> None:
+    server = ServerProcess(server_env(sqlite_url, tmp_path, KEFU_BROKER_URL=private_redis.url), free_port()).start()
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as b1, httpx.Client(base_url=server.url, timeout=10) as m1:
-            token = sign_in(b1, "b1", target="m1")
-            cid = conversation_id(b1, "m1")
-            sign_in(m1, "m1")
-            with m1.stream("GET", "/events") as response:
-                stream = SSEReader(response)
-                stream.next_of("ping")
-                redis_process.terminate()
-                redis_process.wait(5)
-                post(b1, token, cid, "Redis 不在时发的消息")  # stored all the same
+        with Browser.open(server, "b1", target="m1") as b1, Browser.open(server, "m1") as m1:
+            cid = b1.conversation_with("m1")
+            with m1.events() as stream:
+                stream.wait_for("ping")
+                private_redis.stop()
+                b1.post(cid, "Redis 不在时发的消息")  # stored all the same
                 health = httpx.get(server.url + "/healthz")
                 assert health.status_code == 503
                 assert "redis unavailable" in health.json()["broker"]
-                assert b1.get("/chat", params={"target": "m1"}).status_code == 200
-                # Redis comes back on the same port: the stream catches up by itself, without a reconnect
-                port = url.rsplit(":", 1)[1].split("/")[0]
-                restarted = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                                              "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-                try:
-                    wait_for_redis(url)
-                    assert "Redis 不在时发的消息" in stream.next_of("message", limit=200).data
-                    deadline = time.monotonic() + 10
-                    while httpx.get(server.url + "/healthz").status_code != 200:
-                        assert time.monotonic() < deadline, "healthz did not recover"
-                        time.sleep(0.2)
-                    post(b1, token, cid, "Redis 回来之后的消息")
-                    assert "Redis 回来之后的消息" in stream.next_of("message").data
-                    log = (tmp_path / f"server-{server.port}.log").read_text()
-                    assert log.count("broker redis unavailable") == 1  # logged once, not once per failure
-                    assert log.count("broker redis is back") == 1
-                finally:
-                    restarted.terminate()
-                    restarted.wait(5)
+                assert b1.client.get("/chat", params={"target": "m1"}).status_code == 200
+                # Redis comes back on the same port: the stream catches up by itself, without a reconnect (the
+                # broker looks again after at most 5 s)
+                private_redis.start()
+                assert "Redis 不在时发的消息" in stream.wait_for("message", seconds=30).data
+                deadline = time.monotonic() + 10
+                while httpx.get(server.url + "/healthz").status_code != 200:
+                    assert time.monotonic() < deadline, "healthz did not recover"
+                    time.sleep(0.2)
+                b1.post(cid, "Redis 回来之后的消息")
+                assert "Redis 回来之后的消息" in stream.wait_for("message").data
+                log = (tmp_path / f"server-{server.port}.log").read_text()
+                assert log.count("broker redis unavailable") == 1  # logged once, not once per failure
+                assert log.count("broker redis is back") == 1
     finally:
         server.stop()
 
@@ -206,20 +146,16 @@ def test_two_deployments_on_one_redis_never_hear_each_other(redis_url: str, tmp_
         deployments.append(ServerProcess(server_env(url, var, KEFU_BROKER_URL=f"{base}/{db}"), free_port()).start())
     staging, production = deployments
     try:
-        with httpx.Client(base_url=staging.url, timeout=10) as staging_b1, \
-                httpx.Client(base_url=production.url, timeout=10) as production_b1, \
-                httpx.Client(base_url=production.url, timeout=10) as production_m1:
-            staging_token = sign_in(staging_b1, "b1", target="m1")
-            production_token = sign_in(production_b1, "b1", target="m1")
-            sign_in(production_m1, "m1")
-            staging_cid, production_cid = conversation_id(staging_b1, "m1"), conversation_id(production_b1, "m1")
+        with Browser.open(staging, "b1", target="m1") as staging_b1, \
+                Browser.open(production, "b1", target="m1") as production_b1, \
+                Browser.open(production, "m1") as production_m1:
+            staging_cid, production_cid = staging_b1.conversation_with("m1"), production_b1.conversation_with("m1")
             assert staging_cid == production_cid  # the same ids on both: only the namespace keeps them apart
-            with production_m1.stream("GET", "/events") as response:
-                stream = SSEReader(response)
-                stream.next_of("ping")
-                post(staging_b1, staging_token, staging_cid, "测试环境的消息")
-                post(production_b1, production_token, production_cid, "生产环境的消息")
-                event = stream.next_of("message")
+            with production_m1.events() as stream:
+                stream.wait_for("ping")
+                staging_b1.post(staging_cid, "测试环境的消息")
+                production_b1.post(production_cid, "生产环境的消息")
+                event = stream.wait_for("message")
             assert "生产环境的消息" in event.data and "测试环境" not in event.data
     finally:
         for server in deployments:

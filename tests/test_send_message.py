@@ -1,8 +1,19 @@
-"""Sending messages: the domain on SQLite and MariaDB, then over HTTP through the real app."""
+"""Sending messages: the domain on SQLite and MariaDB, then over HTTP through the real app.
+
+What people rely on: a message is stored trimmed, emoji and Chinese whole, and shown exactly as text (markup is
+escaped, never run), whatever text is sent (property-based, hostile text included) or refused with a clear message
+in the composer, storing nothing; a send needs the page's CSRF token (header or form field)."""
 
 from __future__ import annotations
 
+import html
+import re
+from pathlib import Path
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from litestar.testing import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -11,7 +22,9 @@ from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_user
 from app.db.models import Message
-from tests.support import sign_in
+from app.main import create_app
+from tests.conftest import make_settings
+from tests.support import open_conversation_id, sign_in
 
 
 def open_conversation(db: Session, a: str, b: str):  # type: ignore[no-untyped-def]
@@ -90,7 +103,7 @@ def test_a_pair_has_one_conversation_whoever_starts_it(db: Session) -> None:
 
 def test_send_over_http_returns_201_with_the_message_html_escaped(app_client) -> None:  # type: ignore[no-untyped-def]
     token = sign_in(app_client, "b1", target="m1")
-    cid = convs_id(app_client)
+    cid = open_conversation_id(app_client, "m1")
     response = app_client.post(f"/chat/c/{cid}/messages", data={"body": " <script>alert(1)</script> 你好 "},
                                headers={"X-CSRFToken": token})
     assert response.status_code == 201
@@ -103,7 +116,7 @@ def test_send_over_http_returns_201_with_the_message_html_escaped(app_client) ->
 
 def test_empty_and_too_long_bodies_get_422_with_a_message_and_store_nothing(app_client) -> None:  # type: ignore[no-untyped-def]
     token = sign_in(app_client, "b1", target="m1")
-    cid = convs_id(app_client)
+    cid = open_conversation_id(app_client, "m1")
     empty = app_client.post(f"/chat/c/{cid}/messages", data={"body": "   "}, headers={"X-CSRFToken": token})
     assert empty.status_code == 422
     assert "消息不能为空" in empty.text
@@ -116,7 +129,7 @@ def test_empty_and_too_long_bodies_get_422_with_a_message_and_store_nothing(app_
 
 def test_post_without_csrf_token_is_refused(app_client) -> None:  # type: ignore[no-untyped-def]
     sign_in(app_client, "b1", target="m1")
-    cid = convs_id(app_client)
+    cid = open_conversation_id(app_client, "m1")
     response = app_client.post(f"/chat/c/{cid}/messages", data={"body": "hi"})
     assert response.status_code == 403
     forged = app_client.post(f"/chat/c/{cid}/messages", data={"body": "hi"}, headers={"X-CSRFToken": "forged"})
@@ -126,14 +139,45 @@ def test_post_without_csrf_token_is_refused(app_client) -> None:  # type: ignore
 
 def test_csrf_token_in_the_form_field_is_accepted(app_client) -> None:  # type: ignore[no-untyped-def]
     token = sign_in(app_client, "b1", target="m1")
-    cid = convs_id(app_client)
+    cid = open_conversation_id(app_client, "m1")
     response = app_client.post(f"/chat/c/{cid}/messages", data={"body": "表单", "_csrf_token": token})
     assert response.status_code == 201
 
 
-def convs_id(client) -> int:  # type: ignore[no-untyped-def]
-    """The open conversation of the page the client is on."""
-    import re
+HOSTILE = ["<script>alert(1)</script>", "\u202eevil\u202c", "a\x00b", "😀🧧" * 3, "<a href=javascript:x>x</a>"]
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60) | st.sampled_from(
+    HOSTILE
+)
 
-    page = client.get("/chat", params={"target": "m1"})
-    return int(re.search(r'data-open-conversation="(\d+)"', page.text).group(1))
+
+@pytest.fixture
+def unlimited_client(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The app with a rate limit far above what the examples send."""
+    app = create_app(make_settings(database_url, tmp_path, message_limit=(100_000, 10.0)))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=texts)
+def test_any_text_is_stored_and_shown_exactly_as_text_or_refused_clearly(unlimited_client: TestClient,
+                                                                          body: str) -> None:
+    app_client = unlimited_client
+    token = sign_in(app_client, "b1", target="m1")
+    cid = open_conversation_id(app_client, "m1")
+    response = app_client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
+    try:
+        expected = msgs.clean_body(body)
+    except InvalidInput:
+        assert response.status_code == 422
+        assert 'data-testid="composer-error"' in response.text
+        return
+    assert response.status_code == 201, response.text
+    bubble = re.search(r'<div class="msg-bubble">(.*?)</div>', response.text, re.S)
+    assert bubble is not None
+    assert html.unescape(bubble.group(1)) == expected  # the text exactly, as text
+    assert "<script" not in bubble.group(1) and "<a " not in bubble.group(1)
+    message_id = re.search(r'data-message-id="(\d+)"', response.text).group(1)  # type: ignore[union-attr]
+    page = app_client.get(f"/chat/c/{cid}").text
+    stored = re.search(rf'data-message-id="{message_id}".*?<div class="msg-bubble">(.*?)</div>', page, re.S)
+    assert stored is not None and html.unescape(stored.group(1)) == expected  # read back from the database

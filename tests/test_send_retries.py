@@ -25,9 +25,9 @@ from app.chat.quick_replies import list_replies
 from app.db.engine import make_engine
 from app.db.models import Attachment, Message
 from tests.dom import parse
-from tests.file_samples import files_under, image_bytes, sign_in_to
-from tests.support import ServerProcess, free_port, server_env
-from tests.test_upload_file import count, other_browser
+from tests.file_samples import files_under, image_bytes
+from tests.seeding import count
+from tests.support import ServerProcess, free_port, other_browser, server_env, sign_in_to
 
 
 def key() -> str:

@@ -1,4 +1,8 @@
-"""Opening a sign-in link while someone else is signed in in this browser, on SQLite and MariaDB.
+"""Opening a sign-in link, on SQLite and MariaDB: how a marketplace's customers get into the chat from its site.
+
+What people rely on: a link signs its person in (created on first use, renamed as the marketplace renames them) and
+opens the conversation with its target, and the token leaves the address bar; a forged, expired, truncated or admin
+link, or one signed with another key, is a 403 page and signs no one in; a token never reaches the access log.
 
 A page on another site can send the browser to `/chat?token=<the attacker's own link>` (login CSRF): the victim's
 later tabs would then act for the attacker, who reads what the victim types. So a link that arrives from another
@@ -9,8 +13,12 @@ link signs in at once as before.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
@@ -18,7 +26,7 @@ from app.chat.links import LinkIdentity, make_token
 from app.db.models import User
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import parse
-from tests.support import TEST_SECRET, csrf_of, sign_in
+from tests.support import TEST_SECRET, ServerProcess, csrf_of, free_port, server_env, sign_in
 
 ORIGIN = "http://127.0.0.1"
 FROM_ELSEWHERE = {
@@ -35,8 +43,10 @@ FROM_HERE = {
 }
 
 
-def link_for(user_id: str, name: str, role: str = "buyer", target: str | None = None) -> str:
-    return make_token(TEST_SECRET, LinkIdentity(user_id, name, role, target))
+def link_for(user_id: str, name: str, role: str = "buyer", target: str | None = None, ttl: int = 300,
+             secret: str = TEST_SECRET) -> str:
+    """A sign-in link's token as `kefu link` (or a marketplace with the secret key) makes it."""
+    return make_token(secret, LinkIdentity(user_id, name, role, target), ttl)
 
 
 def acting(client: TestClient) -> str | None:
@@ -47,6 +57,56 @@ def acting(client: TestClient) -> str | None:
 
 def open_link(client: TestClient, token: str, headers: dict[str, str]) -> httpx.Response:
     return client.get("/chat", params={"token": token}, headers=headers, follow_redirects=False)
+
+
+def test_a_signed_link_signs_in_creates_the_person_and_drops_the_token(app_client: TestClient) -> None:
+    token = link_for("shop-42", "新开的药店", target="m1")
+    response = app_client.get("/chat", params={"token": token}, follow_redirects=False)
+    assert response.status_code == 303
+    assert "token" not in response.headers["location"]
+    page = app_client.get(response.headers["location"])
+    assert page.status_code == 200
+    assert "新开的药店" in page.text and 'data-peer-id="m1"' in page.text
+    # the same person again, renamed by the marketplace
+    renamed = link_for("shop-42", "改名后的药店")
+    app_client.get("/chat", params={"token": renamed})
+    assert "改名后的药店" in app_client.get("/chat").text
+
+
+@pytest.mark.parametrize("case", ["forged", "expired", "other-secret", "truncated", "admin-role"])
+def test_bad_links_get_a_403_page(app_client: TestClient, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    good = link_for("b1", "保安堂药房")
+    with monkeypatch.context() as earlier:  # signed two seconds ago, good for one: expired a second ago
+        earlier.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - 2)
+        expired = link_for("b1", "保安堂药房", ttl=1)
+    token = {
+        "forged": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+        "expired": expired,
+        "other-secret": link_for("b1", "保安堂药房", secret="another-secret-key"),
+        "truncated": good[:20],
+        "admin-role": good,
+    }[case]
+    if case == "admin-role":
+        token = URLSafeTimedSerializer(TEST_SECRET, salt="kefu-link").dumps({"u": "x1", "n": "x", "r": "admin",
+                                                                             "ttl": 300})
+    response = app_client.get("/chat", params={"token": token})
+    assert response.status_code == 403
+    assert "登录链接无效或已过期" in response.text
+    assert app_client.get("/chat").status_code == 401  # and nobody is signed in
+
+
+def test_sign_in_tokens_never_reach_the_access_log(sqlite_url: str, tmp_path: Path) -> None:
+    token = link_for("b9", "买家")
+    server = ServerProcess(server_env(sqlite_url, tmp_path), free_port()).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/chat", params={"token": token}, follow_redirects=False).status_code == 303
+            assert client.get("/chat", params={"token": "garbage.token"}).status_code == 403
+    finally:
+        server.stop()
+    log = (tmp_path / f"server-{server.port}.log").read_text()
+    assert "token=[redacted]" in log
+    assert token not in log and "garbage.token" not in log
 
 
 @pytest.mark.parametrize("case", FROM_ELSEWHERE)

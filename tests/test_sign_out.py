@@ -5,9 +5,6 @@ and the streams opened under it end at once (over real sockets, against `kefu se
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
@@ -25,9 +21,10 @@ from app.chat.people import upsert_user
 from app.chat.sessions import end_all_sessions
 from app.db.engine import make_engine, make_sessionmaker
 from tests.admin_support import PASSWORD, login_location, make_admin, post_login, sign_in_admin, use_fast_hashing
-from tests.conftest import require_or_skip
+from tests.cli_support import run_kefu
 from tests.seeding import converse
-from tests.support import ROOT, ServerProcess, SSEReader, csrf_of, free_port, server_env, sign_in
+from tests.streams import Stream
+from tests.support import RedisServer, ServerProcess, csrf_of, free_port, post_message, server_env, sign_in
 
 PERSON_COOKIE = "kefu_session"
 ADMIN_COOKIE = "kefu_admin"
@@ -113,14 +110,7 @@ def conversation_at(database_url: str, a: str, b: str) -> int:
     return cid
 
 
-def say_over_http(server: ServerProcess, sender: str, cid: int, body: str) -> None:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        token = sign_in(client, sender)
-        sent = client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
-        assert sent.status_code == 201, sent.text
-
-
-def assert_ends_signed_out(stream: SSEReader) -> None:
+def assert_ends_signed_out(stream: Stream) -> None:
     """The next event is `closed` (signed-out) and the server ends the response; a stream that stayed open
     would fail on the client's 10 s read timeout instead."""
     event = stream.next()
@@ -137,14 +127,14 @@ def test_logging_out_ends_the_persons_open_stream_at_once(database_url: str, tmp
         sign_in(phone, "b1")  # the same person in another browser of theirs
         with browser.stream("GET", "/events", params={"as": "b1"}) as response, \
                 phone.stream("GET", "/events", params={"as": "b1"}) as on_phone:
-            stream, kept = SSEReader(response), SSEReader(on_phone)
-            say_over_http(server, "m1", cid, "在吗")
-            assert "在吗" in stream.next_of("message").data  # both streams are live
-            assert "在吗" in kept.next_of("message").data
+            stream, kept = Stream(response).opened(), Stream(on_phone).opened()
+            post_message(server, "m1", cid, "在吗")
+            assert "在吗" in stream.wait_for("message").data  # both streams are live
+            assert "在吗" in kept.wait_for("message").data
             log_out(browser, token)
             assert_ends_signed_out(stream)
-            say_over_http(server, "m1", cid, "还在")
-            assert "还在" in kept.next_of("message").data  # the phone's session was not this browser's
+            post_message(server, "m1", cid, "还在")
+            assert "还在" in kept.wait_for("message").data  # the phone's session was not this browser's
         assert browser.get("/events", params={"as": "b1"}).status_code == 401
 
 
@@ -156,8 +146,8 @@ def test_a_session_ended_without_the_stream_hearing_it_still_ends_the_stream(dat
             httpx.Client(base_url=server.url, timeout=10) as browser:
         sign_in(browser, "b1")
         with browser.stream("GET", "/events", params={"as": "b1"}) as response:
-            stream = SSEReader(response)
-            assert stream.next_of("ping").event == "ping"  # open and live
+            stream = Stream(response)
+            assert stream.wait_for("ping").event == "ping"  # open and live
             end_sessions_silently(database_url, "b1")
             opened = time.monotonic()
             while (event := stream.next()).event == "ping":
@@ -181,69 +171,43 @@ def test_logging_out_ends_the_admins_open_monitor_stream_at_once(database_url: s
         assert post_login(browser, "ops", PASSWORD).status_code == 303
         token = csrf_of(browser.get("/admin").text)
         with browser.stream("GET", "/events", params={"monitor": "1"}) as response:
-            monitor = SSEReader(response)
-            say_over_http(server, "b1", cid, "你好")
-            assert "你好" in monitor.next_of("message").data
+            monitor = Stream(response).opened()
+            post_message(server, "b1", cid, "你好")
+            assert "你好" in monitor.wait_for("message").data
             log_out(browser, token)
             assert_ends_signed_out(monitor)
 
 
 # --- the `kefu` command ends admins' sessions in the running server, through Redis ---
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis of this test's own: pub/sub channels are shared by every database of a Redis server."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        require_or_skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
 def kefu(server: ServerProcess, *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=server.env, capture_output=True,
-                          text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "warning" not in done.stderr.lower(), done.stderr
+    """`kefu ARGS` as the server's operator runs it, in the server's environment (its database, its Redis)."""
+    ran = run_kefu(server.env, *args)
+    assert ran.code == 0, ran.output
+    assert "warning" not in ran.err.lower(), ran.err
 
 
 @pytest.mark.parametrize("command", [("admin", "passwd", "a1", "a-brand-new-one"), ("admin", "disable", "a1")])
 def test_kefu_admin_passwd_and_disable_end_open_monitor_streams_at_once(
-        command: tuple[str, ...], database_url: str, own_redis: str, tmp_path: Path) -> None:
+        command: tuple[str, ...], database_url: str, private_redis: RedisServer, tmp_path: Path) -> None:
     make_admin_at(database_url)
     make_admin_at(database_url, "a2", "ops2")  # another admin, whose monitor stays open
     cid = conversation_at(database_url, "b1", "m1")
-    with serving(database_url, tmp_path, KEFU_BROKER_URL=own_redis) as server, \
+    with serving(database_url, tmp_path, KEFU_BROKER_URL=private_redis.url) as server, \
             httpx.Client(base_url=server.url, timeout=10) as browser, \
             httpx.Client(base_url=server.url, timeout=10) as colleague:
         assert post_login(browser, "ops", PASSWORD).status_code == 303
         assert post_login(colleague, "ops2", PASSWORD).status_code == 303
         with browser.stream("GET", "/events", params={"monitor": "1"}) as mine, \
                 colleague.stream("GET", "/events", params={"monitor": "1"}) as theirs:
-            monitor, other = SSEReader(mine), SSEReader(theirs)
-            say_over_http(server, "b1", cid, "你好")
-            assert "你好" in monitor.next_of("message").data
-            assert "你好" in other.next_of("message").data
+            monitor, other = Stream(mine).opened(), Stream(theirs).opened()
+            post_message(server, "b1", cid, "你好")
+            assert "你好" in monitor.wait_for("message").data
+            assert "你好" in other.wait_for("message").data
             kefu(server, *command)
             assert_ends_signed_out(monitor)
-            say_over_http(server, "m1", cid, "收到")
-            assert "收到" in other.next_of("message").data
+            post_message(server, "m1", cid, "收到")
+            assert "收到" in other.wait_for("message").data
         assert login_location(browser.get("/admin", follow_redirects=False)) == "/admin"
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Attachment, Message
@@ -28,24 +27,15 @@ from app.main import create_app
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.conftest import make_settings
 from tests.dom import Element, parse
-from tests.file_samples import SAMPLES, Party, files_under, image_bytes, pdf_bytes, png_bomb, sign_in_to, upload
-from tests.support import ServerProcess, free_port, server_env
+from tests.file_samples import SAMPLES, Party, files_under, image_bytes, pdf_bytes, png_bomb, upload
+from tests.seeding import count
+from tests.support import ServerProcess, free_port, other_browser, server_env, sign_in_to
 
 MB = 1024 * 1024
 STORED_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/([0-9A-Za-z_-]{16,})(\.[a-z]+)?$")
 SVG = (b'<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
        b"<script>alert(document.cookie)</script><rect width='10' height='10'/></svg>\n")
 HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script>\xe4\xbd\xa0\xe5\xa5\xbd</body></html>\n"
-
-
-def other_browser(client: TestClient) -> TestClient:
-    """Another browser on the same app: its own cookies."""
-    return TestClient(client.app, base_url="http://127.0.0.1")
-
-
-def count(db: Session, model: type) -> int:
-    db.rollback()  # a fresh snapshot
-    return db.scalar(select(func.count()).select_from(model)) or 0
 
 
 def the_message(html: str) -> Element:

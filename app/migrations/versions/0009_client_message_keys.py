@@ -25,6 +25,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    indexes = {index["name"] for index in sa.inspect(bind).get_indexes("messages")}
+    if bind.dialect.name == "mysql" and "ix_messages_sender_id" not in indexes:
+        # InnoDB let the foreign key on sender_id use the new index (it dropped its own): give it one first
+        op.create_index("ix_messages_sender_id", "messages", ["sender_id"])
     with op.batch_alter_table("messages") as batch:
         batch.drop_index("uq_messages_sender_client_key")
         batch.drop_column("client_key")
