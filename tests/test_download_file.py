@@ -3,8 +3,8 @@ SQLite and MariaDB.
 
 What people rely on: both participants (and admins) get the file back byte for byte with its own type; images open
 inline, documents download as attachments under their original (UTF-8) name with nosniff; nothing uploaded is ever
-served as HTML or SVG; thumbnails are real images no larger than 480 px; strangers get 403, people who are not
-signed in 401, unknown ids 404.
+served as HTML or SVG; thumbnails are real images no larger than 480 px; strangers get the 404 of an id without a
+file (they cannot tell which ids carry files), people who are not signed in 401, unknown ids 404.
 """
 
 from __future__ import annotations
@@ -186,16 +186,18 @@ def test_a_small_image_is_not_blown_up(b1: tuple[TestClient, str, int]) -> None:
         assert thumb.size == (40, 30)
 
 
-def test_strangers_get_403(b1: tuple[TestClient, str, int], some: dict[str, int]) -> None:
+def test_strangers_get_404_as_for_an_id_without_a_file(b1: tuple[TestClient, str, int], some: dict[str, int]) -> None:
     client, _token, _cid = b1
     with other_browser(client) as stranger:
         for user_id, peer in (("b2", "m1"), ("m2", "b1"), ("p1", "m1")):
             stranger.cookies.clear()
             sign_in_to(stranger, user_id, peer)
+            nothing = stranger.get("/files/999999")
+            assert nothing.status_code == 404
             for message_id in (some["png"], some["pdf"]):
                 for path in (f"/files/{message_id}", f"/files/{message_id}/thumb"):
                     response = stranger.get(path)
-                    assert response.status_code == 403, (user_id, path)
+                    assert (response.status_code, response.text) == (404, nothing.text), (user_id, path)
                     assert response.content not in (SAMPLES["png"].content, SAMPLES["pdf"].content)
                     assert media_type(response) == "text/html"  # the error page, not the file
 

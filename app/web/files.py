@@ -7,7 +7,7 @@ from pathlib import Path
 from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State, UploadFile
-from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.response import File
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -74,10 +74,10 @@ class FilesController(Controller):
             raise NotAuthorizedException()  # who asks comes first: nothing is told to strangers
         attachment = db.get(Attachment, message_id)
         message = db.get(Message, message_id)
-        if attachment is None or message is None:
+        # someone who may not see the conversation gets what an id without a file gets: which ids carry files of
+        # other people's conversations is not theirs to learn
+        if attachment is None or message is None or not may_see(request, db, message.conversation_id):
             raise NotFoundException()
-        if not may_see(request, db, message.conversation_id):
-            raise PermissionDeniedException()
         relative = attachment.thumbnail_path if thumbnail and attachment.thumbnail_path else attachment.stored_path
         root = Path(state.settings.upload_dir).resolve()
         path = (root / relative).resolve()
