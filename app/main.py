@@ -23,13 +23,12 @@ from litestar.template.config import TemplateConfig
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import PACKAGE
-from app.chat.conversations import recent_peers
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.realtime.broker import BrokerStatus
-from app.realtime.bus import PRESENCE, Bus, make_channels_plugin, person_channel
+from app.realtime.bus import Bus, make_channels_plugin
 from app.realtime.limits import RateLimiter, RedisRateLimiter
-from app.realtime.presence import Announce, Presence, RedisPresence
+from app.realtime.presence import make_presence, presence_announcer
 from app.realtime.stream import StreamRegistry
 from app.realtime.webhook_worker import WebhookWorker
 from app.templating import environment
@@ -94,92 +93,77 @@ async def redoc_redirect() -> Redirect:
     return Redirect("/api/redoc")
 
 
-def make_presence(settings: Settings, announce: Announce) -> Presence:
-    """Who is online, shared between processes through Redis (RedisPresence) when KEFU_BROKER_URL is set, else counted
-    in this process; `announce` tells of a person coming online or going offline."""
-    if settings.broker_url:
-        return RedisPresence(announce, settings.broker_url)
-    return Presence(announce)
+def tune_process(threads: int) -> None:
+    """Once per process, at start-up: the app's long-lived objects (modules, mappers, templates) out of the garbage
+    collector's sight and fewer young collections (under load, full collections scanned them all and stopped the
+    process for 66–102 ms every 5–7 s; with this, none ran in the same test), and `threads` worker threads for sync
+    handlers and database work (anyio's and the loop's executor): enough to overlap the waits on MariaDB; more only
+    queue for the GIL (32 spent more CPU handing it over than serving). Both measured in docs/performance.md."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    to_thread.current_default_thread_limiter().total_tokens = threads
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kefu-handler")
+    asyncio.get_running_loop().set_default_executor(executor)
+
+
+def app_state(settings: Settings) -> State:
+    """The app's long-lived parts: the database engine and sessions, the channels (in memory or on Redis) and the bus
+    on them, presence, the event streams' registry, the rate limiter and the webhook worker."""
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    broker = BrokerStatus("redis" if settings.broker_url else "memory")
+    channels = make_channels_plugin(settings.broker_url, broker, settings.broker_namespace)
+    bus = Bus(channels)
+    return State({
+        "settings": settings,
+        "engine": engine,
+        "sessions": sessions,
+        "webhooks": WebhookWorker(sessions, settings.webhook_poll_seconds, settings.webhook_backoff_seconds,
+                                  private_allowed=settings.webhook_private_targets),
+        "channels": channels,
+        "bus": bus,
+        "presence": make_presence(settings.broker_url, presence_announcer(bus, sessions)),
+        "broker": broker,
+        "streams": StreamRegistry(settings.streams_per_person, settings.sse_ping_seconds),
+        "limiter": RedisRateLimiter(settings.broker_url) if settings.broker_url else RateLimiter(),
+        "forget_stopping_hook": lambda: None,
+    })
+
+
+async def start(app: Litestar) -> None:
+    """The app's start-up (Litestar calls it with the app): the process tuned, stream pings, presence and webhook
+    deliveries running, and the streams told when the process starts to stop (app.web.stopping)."""
+    state = app.state
+    tune_process(state.settings.worker_threads)
+    await state.streams.start()
+    await state.presence.start()
+    await state.webhooks.start()
+    state.forget_stopping_hook = stopping.when_stopping(state.streams.drain)
+    logging.getLogger("uvicorn.error").addFilter(CANCELLED_AT_SHUTDOWN)
+
+
+async def stop(app: Litestar) -> None:
+    """The app's shutdown (Litestar calls it with the app): sends still storing in worker threads (their requests
+    cancelled by uvicorn) get up to FINISH_SENDS_SECONDS, then the background work stops and the engine is disposed."""
+    state = app.state
+    if not await to_thread.run_sync(stopping.wait_for_sends, stopping.FINISH_SENDS_SECONDS):
+        log.warning("stopping with sends still in progress")
+    state.forget_stopping_hook()
+    logging.getLogger("uvicorn.error").removeFilter(CANCELLED_AT_SHUTDOWN)
+    await state.webhooks.stop()
+    await state.streams.stop()
+    await state.presence.stop()
+    state.engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    """The Litestar app for `settings` (Settings.from_env() when None): the database engine and sessions, channels (in
-    memory or on Redis), presence, event streams, rate limiter and webhook worker in `app.state`; the routes,
-    middleware, CSRF (except /api/v1), error handlers and the OpenAPI document of /api/v1. The background work (stream
-    pings, presence, webhooks) starts with the app's startup and stops at its shutdown."""
+    """The Litestar app for `settings` (Settings.from_env() when None): its parts in `app.state` (`app_state`); the
+    routes, middleware, CSRF (except /api/v1), error handlers and the OpenAPI document of /api/v1. The background work
+    (stream pings, presence, webhooks) starts with the app's startup and stops at its shutdown."""
     settings = settings or Settings.from_env()
     redact.install()
-    engine = make_engine(settings.database_url)
-    broker = BrokerStatus("redis" if settings.broker_url else "memory")
-    channels = make_channels_plugin(settings.broker_url, broker, settings.broker_namespace)
-
-    bus = Bus(channels)
-
-    sessions = make_sessionmaker(engine)
-
-    def presence_audience(user_id: str) -> list[str]:
-        with sessions() as session:
-            return [person_channel(peer) for peer in recent_peers(session, user_id)] + [PRESENCE]
-
-    async def announce(user_id: str, online: bool) -> None:
-        """To the people who have a conversation with this person, and to the admins: not to everyone, which
-        made every connect O(people online) and a reconnect storm O(N²)."""
-        try:
-            channels = await to_thread.run_sync(presence_audience, user_id)
-        except Exception:  # the database is away: the admins still hear it
-            log.exception("presence audience of %s", user_id)
-            channels = [PRESENCE]
-        await bus.publish({"t": "presence", "user": user_id, "online": online}, channels)
-
-    state = State(
-        {
-            "settings": settings,
-            "engine": engine,
-            "sessions": sessions,
-            "webhooks": WebhookWorker(sessions, settings.webhook_poll_seconds, settings.webhook_backoff_seconds,
-                                      private_allowed=settings.webhook_private_targets),
-            "channels": channels,
-            "bus": bus,
-            "presence": make_presence(settings, announce),
-            "broker": broker,
-            "streams": StreamRegistry(settings.streams_per_person, settings.sse_ping_seconds),
-            "limiter": RedisRateLimiter(settings.broker_url) if settings.broker_url else RateLimiter(),
-            "forget_stopping_hook": lambda: None,
-        }
-    )
-
-    def dispose_engine() -> None:
-        engine.dispose()
-
-    async def start_bus() -> None:
-        # The app's long-lived objects (modules, mappers, templates) out of the collector's sight, and fewer young
-        # collections: under load, full collections scanned them all and stopped the process for 66–102 ms every
-        # 5–7 s; with this, none ran in the same test (docs/performance.md).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
-        # Sync handlers and database work run in anyio's worker threads (and the loop's executor). Enough threads
-        # to overlap the waits on MariaDB; more only queue for the
-        # GIL: under overload 32 threads spent more CPU handing it over than serving (docs/performance.md).
-        threads = settings.worker_threads
-        to_thread.current_default_thread_limiter().total_tokens = threads
-        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kefu-handler")
-        asyncio.get_running_loop().set_default_executor(executor)
-        await state.streams.start()
-        await state.presence.start()
-        await state.webhooks.start()
-        state.forget_stopping_hook = stopping.when_stopping(state.streams.drain)
-        logging.getLogger("uvicorn.error").addFilter(CANCELLED_AT_SHUTDOWN)
-
-    async def stop_presence() -> None:
-        # sends whose requests uvicorn cancelled still run in worker threads: let them store or clean up
-        if not await to_thread.run_sync(stopping.wait_for_sends, stopping.FINISH_SENDS_SECONDS):
-            log.warning("stopping with sends still in progress")
-        state.forget_stopping_hook()
-        logging.getLogger("uvicorn.error").removeFilter(CANCELLED_AT_SHUTDOWN)
-        await state.webhooks.stop()
-        await state.streams.stop()
-        await state.presence.stop()
+    state = app_state(settings)
 
     return Litestar(
         route_handlers=[
@@ -201,7 +185,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                        cache_control=CacheControlHeader(max_age=365 * 24 * 3600, immutable=True)),
         ],
         dependencies={"db": Provide(provide_db)},
-        plugins=[channels],
+        plugins=[state.channels],
         state=state,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment())),
         request_max_body_size=bodies.DEFAULT,  # routes with more to carry (uploads) say so themselves
@@ -216,8 +200,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_class=KefuRequest,  # form fields that cannot be decoded: 400, not 500
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=set_locale,
-        on_startup=[start_bus],
-        on_shutdown=[stop_presence, dispose_engine],
+        on_startup=[start],
+        on_shutdown=[stop],
         debug=settings.debug,
         openapi_config=openapi_config(),
     )

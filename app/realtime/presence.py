@@ -17,7 +17,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
+from anyio import to_thread
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.chat.conversations import recent_peers
 from app.realtime.broker import BrokerStatus
+from app.realtime.bus import PRESENCE, Bus, person_channel
 
 log = logging.getLogger("kefu.presence")
 
@@ -226,3 +231,29 @@ class RedisPresence(Presence):
                     await self._announce(uid, False)
         await self._redis.aclose()
         self._sync.close()
+
+
+def presence_announcer(bus: Bus, sessions: sessionmaker[Session]) -> Announce:
+    """How a person's coming online or going offline is told: to the people who have a conversation with them (their
+    own channels) and to the admins (PRESENCE). Not to everyone, which made every connect O(people online) and a
+    reconnect storm O(N²). With the database away, the admins still hear it."""
+
+    def audience(user_id: str) -> list[str]:
+        with sessions() as session:
+            return [person_channel(peer) for peer in recent_peers(session, user_id)] + [PRESENCE]
+
+    async def announce(user_id: str, online: bool) -> None:
+        try:
+            channels = await to_thread.run_sync(audience, user_id)
+        except Exception:
+            log.exception("presence audience of %s", user_id)
+            channels = [PRESENCE]
+        await bus.publish({"t": "presence", "user": user_id, "online": online}, channels)
+
+    return announce
+
+
+def make_presence(broker_url: str, announce: Announce) -> Presence:
+    """Who is online, shared between processes through Redis (RedisPresence) when there is a broker (KEFU_BROKER_URL),
+    else counted in this process; `announce` tells of a person coming online or going offline."""
+    return RedisPresence(announce, broker_url) if broker_url else Presence(announce)

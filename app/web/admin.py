@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.plugins.htmx import HTMXDetails
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,7 @@ def require_admin(request: Request, db: Session) -> AdminAccount:
     NotSignedInAsAdmin, which redirects to /login."""
     account = current_admin(request, db)
     if account is None:
-        if request.headers.get("hx-request") == "true":
+        if HTMXDetails(request):
             raise NotAuthorizedException()
         raise NotSignedInAsAdmin()
     return account
@@ -92,7 +93,7 @@ class AdminController(Controller):
         admin = require_admin(request, db)
         conversation_id = parse_id(cid)
         get_conversation(db, conversation_id)
-        if request.headers.get("hx-request") == "true":
+        if HTMXDetails(request):
             return Template("_monitor_open.html", context={"open": thread_context(request, db, conversation_id)})
         return Template("admin.html", context=self._page(request, db, admin, MonitorFilter(), conversation_id))
 

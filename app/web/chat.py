@@ -97,11 +97,6 @@ def confirm_page(token: str, target: str | None, current: User, identity: links.
     return Template("sign_in_confirm.html", context=context, headers={"Cache-Control": "no-store"})
 
 
-def is_htmx(request: Request) -> bool:
-    """Whether htmx sent the request (`HX-Request: true`): it gets a fragment, not a whole page."""
-    return request.headers.get("hx-request") == "true"
-
-
 def unread_snapshot(db: Session, build: Callable[[], T]) -> tuple[T, int]:
     """`build()` (which reads counts or list items) and `as_of`, the newest message id its reads account for.
 
@@ -312,7 +307,7 @@ class ChatController(Controller):
         me = current_person(request, db)
         conversation_id = parse_id(cid)
         convs.get_membership(db, conversation_id, me.id)
-        if is_htmx(request):
+        if request.htmx:  # htmx asks for the fragment, not the whole page
             context = {
                 "me": me,
                 "open": thread_context(request, db, me, conversation_id),

@@ -6,6 +6,7 @@ import logging
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
+from litestar.plugins.htmx import HTMXDetails
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.chat.errors import ChatError, Forbidden, NotFound, TooFrequent
@@ -39,8 +40,7 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
     if request.url.path.startswith("/api/"):  # the API's callers read JSON, whatever went wrong
         return Response({"error": {"code": api_code(status), "message": detail or title}}, status_code=status)
     text = detail or default_text
-    is_htmx = request.headers.get("hx-request") == "true"
-    template = "_error_fragment.html" if is_htmx else "error.html"
+    template = "_error_fragment.html" if HTMXDetails(request) else "error.html"  # htmx swaps a fragment in
     body = render(template, request=request, status=status, title=title, text=text)
     headers = {}
     if status == 405:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
 from litestar.datastructures import FormMultiDict
 from litestar.exceptions import ClientException
+from litestar.plugins.htmx import HTMXRequest
 
 from app.i18n import gettext as _
 from app.web.errors import public_error
 
 
-class KefuRequest(Request[Any, Any, Any]):
-    """Request whose `form()` raises 400 (ClientException) for a field it cannot decode, and whose `json()` does for
-    a document nested deeper than the decoder goes (msgspec raised RecursionError, a 500)."""
+class KefuRequest(HTMXRequest):
+    """Litestar's HTMX request (`request.htmx`: whether htmx sent it, and its headers), whose `form()` raises 400
+    (ClientException) for a field it cannot decode, and whose `json()` does for a document nested deeper than the
+    decoder goes (msgspec raised RecursionError, a 500)."""
 
     async def json(self) -> Any:
         """The decoded JSON body, or a 400 when it is nested too deeply to decode."""
