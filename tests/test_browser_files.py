@@ -39,6 +39,9 @@ def test_an_uploaded_image_appears_live_as_a_thumbnail_that_opens_full_size(  # 
     m1.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert m1.evaluate("img => img.naturalWidth", image.element_handle()) <= 480
     assert m1.locator(FROM_B1).count() == 1 and b1.locator(FROM_B1).count() == 1
+    picture, meta = m1.locator(f"{FROM_B1} img").bounding_box(), m1.locator(f"{FROM_B1} .msg-meta").bounding_box()
+    assert picture and meta and meta["y"] >= picture["y"] + picture["height"] - 1  # the time is under the picture
+    assert meta["height"] > 0
     progress.wait_for(state="hidden")
     assert m1.locator('[data-testid="conversation"][data-peer-id="b1"] .conv-preview').inner_text() == "[图片]"
 

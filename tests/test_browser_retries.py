@@ -118,7 +118,7 @@ def test_a_refused_send_gives_the_text_back_with_the_reason(  # type: ignore[no-
     b1 = open_chat(browser, server, "user_id=b1&target=m1")
     b1.fill("textarea[name=body]", "\u200b\u2800\u200b")  # nothing a reader could see: the server says no
     b1.keyboard.press("Enter")
-    expect(b1.locator(".composer-error")).to_contain_text("看不见的字符")
+    expect(b1.locator(".composer-error")).to_have_text(re.compile(r"^没有发出「.*」：消息只有看不见的字符"))
     expect(b1.locator('[data-testid="pending-message"]')).to_have_count(0)
     expect(b1.locator("textarea[name=body]")).to_have_value("\u200b\u2800\u200b")
     assert b1.locator(f'{THREAD} [data-testid="message"]').count() == 0
@@ -192,7 +192,7 @@ def test_one_conversations_trouble_holds_up_no_other_and_a_refusal_waits_in_its_
     expect(b1.locator("textarea[name=body]")).to_have_value("正在给 m2 写的草稿")
 
     open_conversation(b1, "m1")
-    expect(b1.locator(".composer-error")).to_have_text(re.compile(r"^没有发出：.*看不见的字符"))
+    expect(b1.locator(".composer-error")).to_have_text(re.compile(r"^没有发出「.*」：.*看不见的字符.*文字已放回输入框"))
     expect(b1.locator("textarea[name=body]")).to_have_value("\u200b\u200b")
     assert stored(sqlite_url, "给 m2 的消息不用等") == 1
     assert b1.js_errors == []
@@ -209,4 +209,33 @@ def test_opening_a_conversation_while_the_server_is_away_says_so(  # type: ignor
     assert "Bad Gateway" not in b1.locator("body").inner_text()
     proxy.heal()
     open_conversation(b1, "m2")  # and it opens once the server is back
+    assert b1.js_errors == []
+
+
+def test_refusals_wait_for_their_conversation_named_all_of_them_even_across_a_reload(  # type: ignore[no-untyped-def]
+        browser, server: ServerProcess, proxy: FlakyProxy, sqlite_url: str) -> None:
+    b1 = open_chat(browser, proxy, "user_id=b1&target=m2")  # type: ignore[arg-type]
+    b1.goto(f"{proxy.url}/chat?target=m1")
+    b1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")
+    m1_cid = b1.get_by_test_id("thread").get_attribute("data-conversation-id")
+    proxy.fail("POST", rf"/c/{m1_cid}/messages$", "bad-gateway", times=None)
+    for text in ("\u200b", "这条能发出去", "\u200b\u200b"):  # the first and the last are refused once they arrive
+        b1.fill("textarea[name=body]", text)
+        b1.keyboard.press("Enter")
+    expect(b1.locator('[data-testid="pending-message"]')).to_have_count(3)
+    open_conversation(b1, "m2")
+    proxy.heal()
+    b1.wait_for_function("() => sessionStorage.getItem('kefu-outbox:b1') === null")  # all three answered
+    expect(b1.locator(".composer-error")).to_have_text("")
+    b1.once("dialog", lambda dialog: dialog.accept())
+    b1.reload()
+    b1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")
+
+    open_conversation(b1, "m1")
+    error = b1.locator(".composer-error")
+    expect(error).to_contain_text("文字已放回输入框")
+    assert error.inner_text().count("没有发出「") == 2
+    expect(b1.locator("textarea[name=body]")).to_have_value("\u200b\n\u200b\u200b")
+    b1.locator(f'{THREAD} [data-testid="message"]', has_text="这条能发出去").wait_for()
+    assert stored(sqlite_url, "这条能发出去") == 1
     assert b1.js_errors == []

@@ -526,14 +526,14 @@
       source?.close();
       source = null;
     }
-    // Open again after `delay` (growing up to 30 s), unless a reconnect is already on its way.
+    // Open again after `delay` (growing up to 10 s), unless a reconnect is already on its way.
     function retry() {
       if (stopped || timer) return;
       source?.close();
       source = null;
       conn()?.setAttribute("data-state", "reconnecting"); // whatever the reason: an error, a silent stall
       timer = setTimeout(open, delay);
-      delay = Math.min(delay * 2, 30000);
+      delay = Math.min(delay * 2, 10000);
     }
     // A reason to think the stream may be down (back online, the tab shown again): reconnect if it is.
     function check() {
@@ -590,7 +590,6 @@
   const RETRY = new Set([0, 429, 500, 502, 503, 504]); // no answer, a server or proxy that could not answer, too soon
   const SAVED = `kefu-outbox:${me}`;
   const queues = new Map(); // conversation id -> {items, onWire, timer, delay}; items[0] may be on the wire
-  const refusals = new Map(); // conversation id -> {why, text}: refused while another conversation was open
   function newKey() {
     const bytes = crypto.getRandomValues(new Uint8Array(16));
     return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -619,6 +618,11 @@
     }
   }
   function enqueue(item) {
+    const error = $(".composer-error"); // the person sends something new: earlier notes have been read
+    if (error && openThread()?.dataset.conversationId === item.cid) {
+      error.textContent = "";
+      delete error.dataset.refusal;
+    }
     add({ ...item, key: newKey(), state: "sending" });
   }
   function add(item) {
@@ -626,7 +630,10 @@
     q.items.push(item);
     save();
     showPending(item);
-    if (q.timer) retryNow(item.cid); // someone is writing: try the waiting one again now
+    // someone is writing: a send waiting on a failed network is tried again now (not one waiting out a rate limit,
+    // and not more than once a second)
+    const head = q.items[0];
+    if (q.timer && head.state === "retrying" && Date.now() - (head.triedAt || 0) > 1000) retryNow(item.cid);
     pump(item.cid);
   }
   function pump(cid) {
@@ -646,6 +653,7 @@
     for (const cid of queues.keys()) retryNow(cid);
   }
   function attempt(cid, item) {
+    item.triedAt = Date.now();
     const xhr = new XMLHttpRequest();
     xhr.open("POST", item.url);
     for (const [name, value] of Object.entries(requestHeaders())) xhr.setRequestHeader(name, value);
@@ -688,8 +696,9 @@
       pendingRow(item.key)?.remove();
       const article = xhr.status === status ? parseMessage(xhr.responseText) : null; // else the stream brought it
       if (article) onMessage(article);
-      const error = $(".composer-error"); // an earlier refusal's reason has been read: a send went through since
-      if (error && openThread()?.dataset.conversationId === cid) error.textContent = "";
+      const error = $(".composer-error"); // a note from an earlier failure, not a refusal (that stays until sent again)
+      if (error && !error.dataset.refusal && openThread()?.dataset.conversationId === cid) error.textContent = "";
+      stream.check(); // the server answers: if the stream is still waiting to reconnect, it need not
     } else {
       refused(item, status, xhr.responseText);
     }
@@ -712,8 +721,10 @@
     }
     showSendStatus();
   }
-  // The server said no (4xx): the message is not sent. Say why, in Chinese, in its own conversation, and give the
-  // text back (into an empty composer, else quoted in the reason).
+  // The server said no (4xx): the message is not sent. Say why, in Chinese, naming what was refused, in its own
+  // conversation (kept for the tab's life, a reload included, until that conversation is open), and give the text
+  // back into the composer (before any draft there). The reason stays until the person sends again.
+  const REFUSED = `kefu-refused:${me}`;
   function refused(item, status, html) {
     pendingRow(item.key)?.remove();
     const tpl = document.createElement("template");
@@ -722,28 +733,40 @@
     const reason = ours?.textContent.trim() || {
       401: "登录已失效，请刷新页面后重试。",
       403: "没有权限，或登录已失效，请刷新页面。",
-      404: "这个对话不存在了。",
+      404: "要发送的内容已不存在。",
       413: "文件太大。",
     }[status] || `请重试（错误 ${status}）。`;
-    const why = `没有发出：${reason}`;
-    if (openThread()?.dataset.conversationId === item.cid) showRefusal(why, item.text);
-    else refusals.set(item.cid, { why, text: item.text });
+    const what = item.file?.name ?? item.preview ?? item.text ?? "";
+    const named = what.length > 30 ? what.slice(0, 30) + "…" : what;
+    const refusal = { cid: item.cid, why: `没有发出「${named}」：${reason}`, text: item.text };
+    if (openThread()?.dataset.conversationId === item.cid) showRefusals([refusal]);
+    else keepRefusal(refusal);
   }
-  function showRefusal(why, text) {
+  function keptRefusals() {
+    try { return JSON.parse(sessionStorage.getItem(REFUSED) || "[]"); } catch { return []; }
+  }
+  function keepRefusal(refusal) {
+    try { sessionStorage.setItem(REFUSED, JSON.stringify([...keptRefusals(), refusal])); } catch { /* storage off */ }
+  }
+  function showRefusals(list) {
+    if (!list.length) return;
     const area = $(".composer textarea");
     const error = $(".composer-error");
-    if (text !== undefined && area && !area.value.trim()) {
-      area.value = text;
-      if (error) error.textContent = why;
-    } else if (error) {
-      error.textContent = text === undefined ? why : `${why}「${text.length > 40 ? text.slice(0, 40) + "…" : text}」`;
+    const texts = list.map((r) => r.text).filter((t) => t !== undefined);
+    if (area && texts.length) {
+      area.value = [...texts, area.value].filter((t) => t.trim()).join("\n");
+    }
+    if (error) {
+      error.textContent = list.map((r) => r.why).join(" ") + (texts.length ? " 文字已放回输入框。" : "");
+      error.dataset.refusal = "1";
     }
   }
-  function showRefusalOf(cid) {
-    const refusal = refusals.get(cid);
-    if (!refusal) return;
-    refusals.delete(cid);
-    showRefusal(refusal.why, refusal.text);
+  function showRefusalsOf(cid) {
+    const all = keptRefusals();
+    const here = all.filter((r) => r.cid === cid);
+    if (!here.length) return;
+    try { sessionStorage.setItem(REFUSED, JSON.stringify(all.filter((r) => r.cid !== cid))); } catch { /* off */ }
+    showRefusals(here);
   }
   function pendingRow(key) {
     return $(`.msg-row.pending[data-client-key="${key}"]`);
@@ -796,7 +819,7 @@
   // A conversation was opened: its waiting sends, a refusal it missed, and the status line.
   function sendsOf(cid) {
     for (const item of queues.get(cid)?.items || []) showPending(item);
-    showRefusalOf(cid);
+    showRefusalsOf(cid);
     showSendStatus();
   }
   window.addEventListener("online", retryAllNow);
@@ -817,7 +840,6 @@
     }
     enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), text, form: { body: text } });
     form.reset();
-    if (error) error.textContent = "";
   });
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button.quick-send[data-send-url]");
