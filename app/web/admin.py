@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from anyio import to_thread
 from litestar import Controller, Request, Response, get
+from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.plugins.htmx import HTMXDetails
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
@@ -26,15 +29,26 @@ class NotSignedInAsAdmin(Exception):
     """Turned into a redirect to /login for pages (401 for htmx fragments)."""
 
 
-def require_admin(request: Request, db: Session) -> AdminAccount:
+def require_admin(connection: ASGIConnection, db: Session) -> AdminAccount:
     """The signed-in admin; otherwise 401 for an htmx request (NotAuthorizedException), and for a page
     NotSignedInAsAdmin, which redirects to /login."""
-    account = current_admin(request, db)
+    account = current_admin(connection, db)
     if account is None:
-        if HTMXDetails(request):
+        if HTMXDetails(connection):  # type: ignore[arg-type]  # it reads the headers only
             raise NotAuthorizedException()
         raise NotSignedInAsAdmin()
     return account
+
+
+async def admins_only(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    """The guard of every admin page (AdminController): the signed-in admin, checked in a worker thread, kept as
+    `request.state.admin`; anyone else goes to /login (htmx: 401). On the controller, so that no page can forget it."""
+
+    def _check() -> AdminAccount:
+        with connection.app.state.sessions() as db:
+            return require_admin(connection, db)
+
+    connection.state.admin = await to_thread.run_sync(_check)
 
 
 def login_redirect(request: Request, _exc: Exception) -> Response:
@@ -77,20 +91,21 @@ class AdminController(Controller):
     path = "/admin"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
     exception_handlers = {NotSignedInAsAdmin: login_redirect}  # noqa: RUF012
+    guards = [admins_only]  # noqa: RUF012
 
     @get("/", sync_to_thread=True)
     def monitor(self, request: Request, db: Db, role: QueryValue = None, person: QueryValue = None,
                 q: QueryValue = None) -> Template:
         """GET /admin/: the monitor page, every conversation newest activity first, filtered by `role`, `person` and
         `q`. Anyone but an admin is redirected to /login (303; htmx: 401)."""
-        admin = require_admin(request, db)
+        admin = request.state.admin
         return Template("admin.html", context=self._page(request, db, admin, parse_filters(role, person, q), None))
 
     @get("/c/{cid:str}", sync_to_thread=True)
     def conversation(self, request: Request, db: Db, cid: PathId) -> Template:
         """GET /admin/c/{cid}: the monitor with the conversation open (htmx: the open thread alone, _monitor_open.html);
         marks nothing read. 404 for no such conversation; anyone but an admin goes to /login (htmx: 401)."""
-        admin = require_admin(request, db)
+        admin = request.state.admin
         conversation_id = parse_id(cid)
         get_conversation(db, conversation_id)
         if HTMXDetails(request):
@@ -101,7 +116,6 @@ class AdminController(Controller):
     def older(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Template:
         """GET /admin/c/{cid}/messages: the fragment of the messages before message id `before` (the latest without it).
         404 for no such conversation or an id that is not one; anyone but an admin goes to /login (htmx: 401)."""
-        require_admin(request, db)
         open_ = thread_context(request, db, parse_id(cid))
         messages, has_more = msgs.messages_before(db, open_["row"].id, parse_id(before) if before else None)
         context = {"cid": open_["row"].id, "messages": messages, "has_more": has_more, "senders": open_["senders"],
@@ -114,7 +128,6 @@ class AdminController(Controller):
         """GET /admin/c/{cid}/row (admins only): the conversation's row of the monitor list, for a live update; an empty
         200 when there is no such conversation or it does not match the filters (`role`, `person`, `q`). 404 for a
         `cid` that is not an id."""
-        require_admin(request, db)
         row = monitor_row(db, parse_id(cid))
         filters = parse_filters(role, person, q)
         if row is None or not _matches(row, filters):
@@ -126,7 +139,6 @@ class AdminController(Controller):
                   person: QueryValue = None, q: QueryValue = None) -> Template:
         """GET /admin/list (admins only): the page of the monitor list after `cursor`, with the same filters; 404 for a
         cursor that does not decode."""
-        require_admin(request, db)
         try:
             before = ListCursor.decode(cursor) if cursor else None
         except InvalidInput as error:
@@ -139,7 +151,7 @@ class AdminController(Controller):
     def stats_page(self, request: Request, db: Db) -> Template:
         """GET /admin/stats (admins only): messages and new conversations per day and the first-response times, over
         the last stats.DAYS (30) days in KEFU_TIMEZONE."""
-        admin = require_admin(request, db)
+        admin = request.state.admin
         zone = request.app.state.settings.zone
         context = {
             "admin": admin,
@@ -156,7 +168,7 @@ class AdminController(Controller):
         """GET /admin/audit (admins only): the audit log, newest first, 50 entries a page (`before`: the entry id to
         continue before), of one `action` when it is a known one (another is ignored); 404 for a `before` that is not an
         id."""
-        admin = require_admin(request, db)
+        admin = request.state.admin
         chosen = action if action in audit.ACTIONS else None
         rows, next_before = audit.entries(db, parse_id(before) if before else None, chosen)
         next_url = "/admin/audit?" + urlencode({k: v for k, v in (("action", chosen), ("before", next_before)) if v})

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from anyio import to_thread
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
@@ -40,7 +41,7 @@ async def provide_db(state: State) -> AsyncIterator[Session]:
         await to_thread.run_sync(session.close)
 
 
-def current_admin(request: Request, db: Session) -> AdminAccount | None:
+def current_admin(request: ASGIConnection, db: Session) -> AdminAccount | None:
     """The signed-in admin: a validly signed cookie whose session is live and whose account is enabled (one
     query), else None."""
     cookie = read_admin_cookie(request)

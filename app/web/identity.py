@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 
 from app.chat.people import valid_user_id
@@ -172,7 +173,7 @@ def admin_cookie(request: Request, user_id: str, token: str, remember: bool) -> 
     )
 
 
-def read_admin_cookie(request: Request) -> tuple[str, str] | None:
+def read_admin_cookie(request: ASGIConnection) -> tuple[str, str] | None:
     """(admin user id, session token) from a validly signed admin cookie; whether that session is still live is
     for the database to say (app.chat.admins.admin_of_session)."""
     raw = request.cookies.get(ADMIN_COOKIE)
