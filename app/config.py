@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
@@ -46,6 +47,17 @@ def _local_secret_key(var_dir: Path) -> str:
     return key
 
 
+class Rate(NamedTuple):
+    """A rate limit: at most `count` in any `seconds` (a sliding window; app.realtime.limits)."""
+
+    count: int
+    seconds: float
+
+
+MESSAGES, UPLOADS, DECODES = Rate(30, 10.0), Rate(10, 60.0), Rate(20, 60.0)  # per person
+NEW_CONVERSATIONS, STREAM_OPENS = Rate(30, 3600.0), Rate(60, 60.0)  # per person (stream opens: or admin)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -64,11 +76,11 @@ class Settings:
     shutdown_seconds: float = 10.0
     frame_ancestors: str = "'self'"
     trusted_proxies: tuple[str, ...] = ()
-    message_limit: tuple[int, float] = (30, 10.0)  # messages per person per seconds
-    upload_limit: tuple[int, float] = (10, 60.0)
-    decode_limit: tuple[int, float] = (20, 60.0)  # images decoded per person per seconds, whether accepted or not
-    conversation_limit: tuple[int, float] = (30, 3600.0)  # new conversations a person starts per seconds
-    stream_limit: tuple[int, float] = (60, 60.0)  # event stream opens per person (or admin) per seconds
+    message_limit: Rate = MESSAGES
+    upload_limit: Rate = UPLOADS
+    decode_limit: Rate = DECODES  # images decoded, whether accepted or not
+    conversation_limit: Rate = NEW_CONVERSATIONS  # new conversations a person starts
+    stream_limit: Rate = STREAM_OPENS
     streams_per_person: int = 20
     webhook_poll_seconds: float = 1.0
     webhook_backoff_seconds: float = 10.0

@@ -22,8 +22,9 @@ class RateLimiter:
         self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def hit(self, key: str, limit: int, window: float) -> int | None:
-        """Count one hit; None if allowed, else the seconds to wait (the hit is not counted)."""
+    def retry_after(self, key: str, limit: int, window: float) -> int | None:
+        """One more hit of `key`, if allowed (at most `limit` in any `window` seconds): then counted, and None; else
+        not counted, and the whole seconds to wait before it would be (what a 429's Retry-After says)."""
         now = time.monotonic()
         with self._lock:
             hits = self._hits[key]
@@ -64,13 +65,13 @@ class RedisRateLimiter(RateLimiter):
         self._prefix = prefix
         self._status = BrokerStatus("redis (rate limits)", "each process counts on its own", "counting shared again")
 
-    def hit(self, key: str, limit: int, window: float) -> int | None:
+    def retry_after(self, key: str, limit: int, window: float) -> int | None:
         """Count one hit: None if allowed, else whole seconds until it would be (the hit is not counted). At most
         `limit` hits in any `window` seconds, across every process."""
         try:
             wait = self._script(keys=[f"{self._prefix}:{key}"], args=[window, limit, uuid.uuid4().hex])
         except Exception as error:  # Redis away: this process counts alone until it is back
             self._status.down(error)
-            return super().hit(key, limit, window)
+            return super().retry_after(key, limit, window)
         self._status.up()
         return None if wait is None else max(1, math.ceil(float(wait)))

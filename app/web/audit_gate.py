@@ -28,7 +28,7 @@ def record_unauthenticated(state: State, db: Session, action: str, actor: str, c
     """`audit.record`, unless this client address has had AUDIT_LIMIT rows of `action` in the last AUDIT_WINDOW
     seconds: then only counted, and told in the `detail` of the next row written (`+N not recorded`)."""
     key = (action, client)
-    if state.limiter.hit(f"audit:{action}:{client}", AUDIT_LIMIT, AUDIT_WINDOW) is not None:
+    if state.limiter.retry_after(f"audit:{action}:{client}", AUDIT_LIMIT, AUDIT_WINDOW) is not None:
         with _lock:
             if len(_left_out) >= MAX_COUNTED:
                 _left_out.clear()

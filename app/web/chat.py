@@ -72,7 +72,7 @@ def start_conversation(state: State, db: Session, me: User, peer: User) -> convs
     """A new conversation of `me` with `peer`, committed; 429 past the limit of new conversations per person
     (someone else's list is not a place to appear in by the hundred)."""
     limit, window = state.settings.conversation_limit
-    wait = state.limiter.hit(f"conversation:{me.id}", limit, window)
+    wait = state.limiter.retry_after(f"conversation:{me.id}", limit, window)
     if wait is not None:
         text = _("新会话太多了：{window} 分钟内最多 {limit} 个，请 {wait} 秒后再试。").format(
             window=int(window // 60), limit=limit, wait=wait)

@@ -42,7 +42,7 @@ def admit(state: State, kind: str) -> Admit:
                      "decode": state.settings.decode_limit}[kind]
 
     def _check(user_id: str) -> None:
-        wait = state.limiter.hit(f"{kind}:{user_id}", limit, window)
+        wait = state.limiter.retry_after(f"{kind}:{user_id}", limit, window)
         if wait is None:
             return
         if kind == "message":
