@@ -109,6 +109,14 @@ def get_membership(session: Session, conversation_id: int, user_id: str) -> Memb
 PRESENCE_AUDIENCE = 500
 
 
+def any_takes_part(session: Session, conversation_id: int, user_ids: set[str]) -> bool:
+    """Whether any of `user_ids` takes part in the conversation (one indexed query; False for none)."""
+    if not user_ids:
+        return False
+    query = select(Member.user_id).where(Member.conversation_id == conversation_id, Member.user_id.in_(user_ids))
+    return session.scalar(query.limit(1)) is not None
+
+
 def recent_peers(session: Session, user_id: str, limit: int = PRESENCE_AUDIENCE) -> list[str]:
     """The people whose lists show this person near the top: those told live when they come and go.
     (Further down a list, the dot is drawn from the server's presence when that page of the list loads.)"""

@@ -60,19 +60,15 @@ def _with_last_messages(session: Session, rows) -> list[MonitorRow]:  # type: ig
     return [MonitorRow(c, a, b, last_messages.get(c.last_message_id or 0)) for c, a, b in rows]
 
 
-def list_all_conversations(
-    session: Session, filters: MonitorFilter, before: ListCursor | None = None, limit: int = PAGE_SIZE
-) -> tuple[list[MonitorRow], ListCursor | None]:
-    """A page of every conversation, newest activity first, and the cursor of the next page."""
+def _filtered(filters: MonitorFilter):  # type: ignore[no-untyped-def]
+    """The monitor's query with `filters` applied: the one rule of which conversations a filtered monitor shows."""
     query, user_a, user_b = _base_query()
-    query = query.order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit + 1)
     if filters.role:
         query = query.where(or_(user_a.role == filters.role, user_b.role == filters.role))
     if filters.person:
         query = query.where(or_(Conversation.user_a == filters.person, Conversation.user_b == filters.person))
     if filters.query:
-        # Ignoring case, alike on SQLite (whose LIKE ignores ASCII case) and MySQL/MariaDB (binary collation),
-        # and alike in app.web.admin._matches, which decides whether a live update joins a filtered list.
+        # Ignoring case, alike on SQLite (whose LIKE ignores ASCII case) and MySQL/MariaDB (binary collation).
         text = filters.query[:MAX_QUERY_LENGTH]
         exact, folded = _escape_like(text), _escape_like(text.lower())
         query = query.where(
@@ -83,6 +79,14 @@ def list_all_conversations(
                 *(func.lower(column).startswith(folded, escape="\\") for column in (user_a.id, user_b.id)),
             )
         )
+    return query
+
+
+def list_all_conversations(
+    session: Session, filters: MonitorFilter, before: ListCursor | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[MonitorRow], ListCursor | None]:
+    """A page of every conversation the filters let through, newest activity first, and the next page's cursor."""
+    query = _filtered(filters).order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit + 1)
     if before is not None:
         query = query.where(older_than(Conversation.last_activity_at, Conversation.id, before))
     rows, has_more = page_of(session.execute(query).all(), limit)
@@ -93,10 +97,10 @@ def list_all_conversations(
     return _with_last_messages(session, rows), cursor
 
 
-def monitor_row(session: Session, conversation_id: int) -> MonitorRow | None:
+def monitor_row(session: Session, conversation_id: int, filters: MonitorFilter | None = None) -> MonitorRow | None:
     """One conversation as a row of the admins' monitor (both people and the last message), or None when there is no
-    such conversation. No filter applies."""
-    query, _, _ = _base_query()
-    rows = session.execute(query.where(Conversation.id == conversation_id)).all()
+    such conversation or `filters` would not show it (the same query as the list's: a live update joins a filtered
+    list exactly when a reload would show it)."""
+    rows = session.execute(_filtered(filters or MonitorFilter()).where(Conversation.id == conversation_id)).all()
     items = _with_last_messages(session, rows)
     return items[0] if items else None

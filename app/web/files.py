@@ -9,13 +9,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.response import File
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.chat.conversations import any_takes_part
 from app.chat.errors import InvalidInput
 from app.chat.files import save_upload
 from app.chat.messages import Outgoing, Sent
-from app.db.models import Attachment, Member, Message, User
+from app.db.models import Attachment, Message, User
 from app.i18n import gettext as _
 from app.web.delivery import admit, client_key, send_and_deliver
 from app.web.deps import Db, PathId, current_admin, parse_id, signed_in_people, writer_in
@@ -107,10 +107,4 @@ def may_see(request: Request, db: Session, conversation_id: int) -> bool:
     say which of the browser's people it acts for)."""
     if current_admin(request, db) is not None:
         return True
-    people = signed_in_people(request, db)
-    if not people:
-        return False
-    found = db.scalar(
-        select(Member.user_id).where(Member.conversation_id == conversation_id, Member.user_id.in_(people)).limit(1)
-    )
-    return found is not None
+    return any_takes_part(db, conversation_id, signed_in_people(request, db))
