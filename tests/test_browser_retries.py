@@ -132,6 +132,17 @@ def open_conversation(page, peer: str) -> None:  # type: ignore[no-untyped-def]
     page.locator(f'[data-testid="thread"][data-conversation-id="{cid}"]').wait_for()
 
 
+def with_m1_unreachable(browser, proxy: FlakyProxy):  # type: ignore[no-untyped-def]
+    """b1's page (through the proxy) with conversations with m2 and m1, m1's open; sends to m1 answered by nginx's 502
+    until the proxy heals."""
+    b1 = open_chat(browser, proxy, "user_id=b1&target=m2")  # type: ignore[arg-type]
+    b1.goto(f"{proxy.url}/chat?target=m1")
+    b1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")
+    m1_cid = b1.get_by_test_id("thread").get_attribute("data-conversation-id")
+    proxy.fail("POST", rf"/c/{m1_cid}/messages$", "bad-gateway", times=None)
+    return b1
+
+
 def test_a_burst_past_the_rate_limit_waits_and_then_sends_everything_in_order(  # type: ignore[no-untyped-def]
         browser, server: ServerProcess, sqlite_url: str) -> None:
     b1 = open_chat(browser, server, "user_id=b1&target=m1")
@@ -173,11 +184,7 @@ def test_a_reload_while_sends_wait_keeps_them_and_sends_them_once(  # type: igno
 
 def test_one_conversations_trouble_holds_up_no_other_and_a_refusal_waits_in_its_own(  # type: ignore[no-untyped-def]
         browser, server: ServerProcess, proxy: FlakyProxy, sqlite_url: str) -> None:
-    b1 = open_chat(browser, proxy, "user_id=b1&target=m2")  # type: ignore[arg-type]
-    b1.goto(f"{proxy.url}/chat?target=m1")
-    b1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")
-    m1_cid = b1.get_by_test_id("thread").get_attribute("data-conversation-id")
-    proxy.fail("POST", rf"/c/{m1_cid}/messages$", "bad-gateway", times=None)
+    b1 = with_m1_unreachable(browser, proxy)
     b1.fill("textarea[name=body]", "\u200b\u200b")  # refused once it reaches the server
     b1.keyboard.press("Enter")
     expect(b1.locator('[data-testid="pending-message"][data-send-state="retrying"]')).to_have_count(1)
@@ -214,11 +221,7 @@ def test_opening_a_conversation_while_the_server_is_away_says_so(  # type: ignor
 
 def test_refusals_wait_for_their_conversation_named_all_of_them_even_across_a_reload(  # type: ignore[no-untyped-def]
         browser, server: ServerProcess, proxy: FlakyProxy, sqlite_url: str) -> None:
-    b1 = open_chat(browser, proxy, "user_id=b1&target=m2")  # type: ignore[arg-type]
-    b1.goto(f"{proxy.url}/chat?target=m1")
-    b1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached")
-    m1_cid = b1.get_by_test_id("thread").get_attribute("data-conversation-id")
-    proxy.fail("POST", rf"/c/{m1_cid}/messages$", "bad-gateway", times=None)
+    b1 = with_m1_unreachable(browser, proxy)
     for text in ("\u200b", "这条能发出去", "\u200b\u200b"):  # the first and the last are refused once they arrive
         b1.fill("textarea[name=body]", text)
         b1.keyboard.press("Enter")
