@@ -120,13 +120,11 @@ def _stored_meanwhile(session: Session, outgoing: Outgoing) -> Sent:
     Looked up afresh, in a new transaction."""
     earlier = stored_with_key(session, outgoing)
     conversation = session.get(Conversation, outgoing.conversation_id)
-    body = clean_body(outgoing.body) if outgoing.kind in ("text", "system") else outgoing.body or ""
+    body = _stored_body(outgoing)
     session.commit()
     if earlier is None or conversation is None:
         raise Unavailable(_("数据库正忙，消息没有发出，请重试。"))
-    if (earlier.conversation_id, earlier.kind, earlier.body) != (outgoing.conversation_id, outgoing.kind, body):
-        raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))
-    return Sent(earlier, (conversation.user_a, conversation.user_b), repeated=True)
+    return Sent(_same_request(earlier, outgoing, body), (conversation.user_a, conversation.user_b), repeated=True)
 
 
 def stored_with_key(session: Session, outgoing: Outgoing) -> Message | None:
@@ -150,7 +148,7 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
     participants = (row.user_a, row.user_b)
     if outgoing.sender_id is not None and outgoing.sender_id not in participants:
         raise Forbidden("not a participant")
-    body = clean_body(outgoing.body) if outgoing.kind in ("text", "system") else outgoing.body or ""
+    body = _stored_body(outgoing)
     if (earlier := _earlier(session, outgoing, body)) is not None:
         session.commit()  # nothing written: frees the lock, and (unlike a rollback) leaves what was loaded as it is
         return Sent(earlier, participants, repeated=True)
@@ -209,13 +207,22 @@ def _earlier(session: Session, outgoing: Outgoing, body: str) -> Message | None:
         earlier = None if record is None else session.get(Message, record.message_id)
     else:
         return None
-    if earlier is None:
-        return None
-    same = (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body) == (
-        outgoing.conversation_id, outgoing.sender, outgoing.kind, body)
-    if not same:
+    return None if earlier is None else _same_request(earlier, outgoing, body)
+
+
+def _same_request(earlier: Message, outgoing: Outgoing, body: str) -> Message:
+    """`earlier`, stored under the key `outgoing` carries, if it is the same message (conversation, sender, kind and
+    stored body); else KeyReused."""
+    if (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body) != (
+            outgoing.conversation_id, outgoing.sender, outgoing.kind, body):
         raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))
     return earlier
+
+
+def _stored_body(outgoing: Outgoing) -> str:
+    """The body as it is stored: a text or notice checked and cleaned (clean_body: InvalidInput), a file's name as
+    given."""
+    return clean_body(outgoing.body) if outgoing.kind in ("text", "system") else outgoing.body or ""
 
 
 def _ensure_system_sender(session: Session) -> None:

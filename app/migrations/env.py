@@ -22,12 +22,15 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
+    """Alembic's offline mode (`--sql`): the migrations as SQL text for the configured database URL, nothing run."""
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 def run_migrations_online() -> None:
+    """Runs the migrations on the configured database (KEFU_DATABASE_URL, or the URL `kefu db upgrade` passes), in
+    one transaction per migration; SQLite alters tables in batch mode (it cannot alter most columns in place)."""
     engine = make_engine(_url())
     with engine.connect() as connection:
         context.configure(

@@ -22,6 +22,7 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds people, conversations, members and messages."""
     op.create_table(
         "users",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -81,6 +82,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: people, conversations, members and messages."""
     op.drop_table("messages")
     op.drop_table("conversation_members")
     op.drop_table("conversations")

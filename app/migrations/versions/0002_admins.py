@@ -21,6 +21,7 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds admin accounts, sign-in failures and the per-conversation message count."""
     op.create_table(
         "admin_accounts",
         sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
@@ -49,6 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: admin accounts, sign-in failures and the per-conversation message count."""
     with op.batch_alter_table("conversations") as batch:
         batch.drop_column("message_count")
     op.drop_table("sign_in_failures")

@@ -21,6 +21,7 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds attachments and quick replies."""
     op.create_table(
         "attachments",
         sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
@@ -46,5 +47,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: attachments and quick replies."""
     op.drop_table("quick_replies")
     op.drop_table("attachments")

@@ -21,6 +21,7 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds the audit log."""
     op.create_table(
         "audit_log",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -35,4 +36,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: the audit log."""
     op.drop_table("audit_log")

@@ -21,6 +21,7 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds API keys, idempotency keys, webhooks and their deliveries."""
     op.create_table(
         "api_keys",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -70,6 +71,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: API keys, idempotency keys, webhooks and their deliveries."""
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
     op.drop_table("idempotency_keys")

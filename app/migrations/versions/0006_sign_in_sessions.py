@@ -24,6 +24,7 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds the sign-in sessions table."""
     op.create_table(
         "sign_in_sessions",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -38,6 +39,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: the sign-in sessions table."""
     with op.batch_alter_table("admin_accounts") as batch:
         batch.add_column(sa.Column("session_version", sa.Integer(), nullable=False, server_default="1"))
     op.drop_table("sign_in_sessions")

@@ -29,8 +29,10 @@ def _recreate(autoincrement: bool) -> None:
 
 
 def upgrade() -> None:
+    """Recreates the webhook tables so that their ids are never handed out again (SQLite AUTOINCREMENT)."""
     _recreate(True)
 
 
 def downgrade() -> None:
+    """Recreates the webhook tables without AUTOINCREMENT, as before."""
     _recreate(False)

@@ -19,8 +19,10 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engi
 
 
 def upgrade() -> None:
+    """Adds the sign-in throttling key rows."""
     op.create_table("sign_in_throttle_keys", sa.Column("key", sa.String(200), primary_key=True), **MYSQL)
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: the sign-in throttling key rows."""
     op.drop_table("sign_in_throttle_keys")

@@ -19,12 +19,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Adds messages.client_key and its unique index per sender."""
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("client_key", sa.String(64), nullable=True))
         batch.create_index("uq_messages_sender_client_key", ["sender_id", "client_key"], unique=True)
 
 
 def downgrade() -> None:
+    """Takes back what `upgrade` added: messages.client_key and its unique index per sender."""
     bind = op.get_bind()
     indexes = {index["name"] for index in sa.inspect(bind).get_indexes("messages")}
     if bind.dialect.name == "mysql" and "ix_messages_sender_id" not in indexes:
