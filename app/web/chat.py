@@ -33,7 +33,17 @@ from app.realtime.bus import Delivery
 from app.web import bodies
 from app.web.audit_gate import record_unauthenticated
 from app.web.delivery import Work, admit, client_key, send_and_deliver
-from app.web.deps import Db, PathId, QueryValue, current_admin, current_person, parse_id
+from app.web.deps import (
+    PERSON_DEPENDENCIES,
+    Db,
+    Me,
+    PathId,
+    QueryValue,
+    Writer,
+    current_admin,
+    current_person,
+    parse_id,
+)
 from app.web.errors import public_error
 from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
 
@@ -187,6 +197,7 @@ def text_sender(request: Request, state: State, raw_cid: str, body: str | None) 
 class ChatController(Controller):
     path = "/chat"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
+    dependencies = PERSON_DEPENDENCIES
 
     @get("/", sync_to_thread=True)
     def chat_page(
@@ -223,14 +234,13 @@ class ChatController(Controller):
         return Template("chat.html", context=page_context(request, db, me, open_cid))
 
     @post("/start", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
-    def start(self, request: Request, state: State, db: Db,
+    def start(self, state: State, db: Db, writer: Writer,
               data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Redirect:
         """The question page's "开始会话": starts the conversation with `target` (CSRF-checked) and opens it."""
-        me = current_person(request, db, write=True)
-        peer = contactable(db, me, data.get("target") or "")
-        if convs.find_conversation(db, me.id, peer.id) is None:
-            start_conversation(state, db, me, peer)
-        return Redirect("/chat", query_params={"target": peer.id, "as": me.id}, status_code=303)
+        peer = contactable(db, writer, data.get("target") or "")
+        if convs.find_conversation(db, writer.id, peer.id) is None:
+            start_conversation(state, db, writer, peer)
+        return Redirect("/chat", query_params={"target": peer.id, "as": writer.id}, status_code=303)
 
     def _link_sign_in(self, request: Request, state: State, db: Db, token: str, target: str | None,
                       confirmed: bool = False) -> Response:
@@ -300,11 +310,10 @@ class ChatController(Controller):
         return self._link_sign_in(request, state, db, token, target, confirmed=True)
 
     @get("/c/{cid:str}", sync_to_thread=True)
-    def conversation_page(self, request: Request, db: Db, cid: PathId) -> Response:
+    def conversation_page(self, request: Request, db: Db, me: Me, cid: PathId) -> Response:
         """GET /chat/c/{cid}: the chat page with the conversation open (htmx: the open conversation and the quick-reply
         panel, _open_conversation.html); marks nothing read. 401 when not signed in, 403 for a non-participant or an
         admin, 404 for no such conversation."""
-        me = current_person(request, db)
         conversation_id = parse_id(cid)
         convs.get_membership(db, conversation_id, me.id)
         if request.htmx:  # htmx asks for the fragment, not the whole page
@@ -318,11 +327,10 @@ class ChatController(Controller):
         return Template("chat.html", context=page_context(request, db, me, conversation_id))
 
     @get("/c/{cid:str}/messages", sync_to_thread=True)
-    def older_messages(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Response:
+    def older_messages(self, db: Db, me: Me, cid: PathId, before: QueryValue = None) -> Response:
         """GET /chat/c/{cid}/messages: the fragment of the messages before message id `before` (the latest without it).
         401 when not signed in, 403 for a non-participant or an admin, 404 for no such conversation or an id that is not
         one."""
-        me = current_person(request, db)
         conversation_id = parse_id(cid)
         item = convs.conversation_item(db, conversation_id, me.id)
         before_id = parse_id(before) if before else None
@@ -383,9 +391,8 @@ class ChatController(Controller):
         return Response(None, status_code=204, headers=headers)
 
     @get("/c/{cid:str}/item", sync_to_thread=True)
-    def list_item(self, request: Request, db: Db, cid: PathId) -> Template:
+    def list_item(self, request: Request, db: Db, me: Me, cid: PathId) -> Template:
         """One conversation of the list as its reader sees it, carrying the reader's unread total."""
-        me = current_person(request, db)
         conversation_id = parse_id(cid)
         (item, total), as_of = unread_snapshot(
             db, lambda: (convs.conversation_item(db, conversation_id, me.id), convs.total_unread(db, me.id))
@@ -400,9 +407,8 @@ class ChatController(Controller):
         return Template("_conversation_item.html", context=context)
 
     @get("/list", sync_to_thread=True)
-    def list_page(self, request: Request, db: Db, cursor: QueryValue = None) -> Template:
+    def list_page(self, request: Request, db: Db, me: Me, cursor: QueryValue = None) -> Template:
         """A page of the list; the first page also carries the unread total (the page's title after a reconnect)."""
-        me = current_person(request, db)
         try:
             before = convs.ListCursor.decode(cursor) if cursor else None
         except InvalidInput as error:

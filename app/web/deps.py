@@ -9,7 +9,7 @@ from anyio import to_thread
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
@@ -30,6 +30,10 @@ Db = NamedDependency[Session]
 PathId = FromPath[str]
 QueryValue = Annotated[str | None, QueryParameter(required=False, max_length=200)]
 PersonLookup = Callable[[Session, str], User | None]
+# The acting person, provided to handlers that name a parameter `me` (reading: any signed-in person) or `writer`
+# (writing: admins are refused); see PERSON_DEPENDENCIES.
+Me = NamedDependency[User]
+Writer = NamedDependency[User]
 
 
 async def provide_db(state: State) -> AsyncIterator[Session]:
@@ -79,6 +83,26 @@ def current_person(request: Request, db: Session, write: bool = False, lookup: P
             ).format(who=wanted[:MAX_ID_LENGTH]))
         raise NotAuthorizedException()
     return found[0]
+
+
+def provide_me(request: Request, db: Db) -> User:
+    """The `me` dependency: `current_person` for a route that reads (401 when no one is signed in, 403 for an
+    admin where the page acts for nobody)."""
+    return current_person(request, db)
+
+
+def provide_writer(request: Request, db: Db) -> User:
+    """The `writer` dependency: `current_person` for a route that writes (401 when no one is signed in, 403 for an
+    admin)."""
+    return current_person(request, db, write=True)
+
+
+# Controllers of the people's pages register these: a handler asks for `me: Me` or `writer: Writer`. They look the
+# person up in a worker thread (one session query and one person query).
+PERSON_DEPENDENCIES = {
+    "me": Provide(provide_me, sync_to_thread=True),
+    "writer": Provide(provide_writer, sync_to_thread=True),
+}
 
 
 def signed_in_people(request: Request, db: Session) -> set[str]:

@@ -17,7 +17,7 @@ from app.chat.errors import InvalidInput
 from app.db.models import User
 from app.web import bodies
 from app.web.delivery import admit, client_key, send_and_deliver
-from app.web.deps import Db, PathId, current_person, parse_id
+from app.web.deps import PERSON_DEPENDENCIES, Db, Me, PathId, Writer, current_person, parse_id
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -39,60 +39,57 @@ def open_cid(raw: str | None) -> int | None:
 class QuickRepliesController(Controller):
     path = "/chat/quick-replies"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
+    dependencies = PERSON_DEPENDENCIES
 
     @get("/", sync_to_thread=True)
-    def show(self, request: Request, db: Db,
+    def show(self, db: Db, me: Me,
              cid: Annotated[str | None, QueryParameter(required=False, max_length=20)] = None) -> Template:
         """GET /chat/quick-replies/: the quick-reply panel (empty for buyers), `cid` being the open conversation. 401
         when no one is signed in, 403 for an admin."""
-        return panel(db, current_person(request, db), open_cid(cid))
+        return panel(db, me, open_cid(cid))
 
     @post("/", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
-    def create(self, request: Request, db: Db, data: Form) -> Template:
+    def create(self, db: Db, writer: Writer, data: Form) -> Template:
         """POST /chat/quick-replies/ (form `body`, `cid`): adds a quick reply at the end of the list. 200 with the
         panel; 422 with the panel and the error for text not accepted or one reply too many; 403 for buyers and
         admins."""
-        me = current_person(request, db, write=True)
         try:
-            replies.create(db, me, data.get("body"))
+            replies.create(db, writer, data.get("body"))
         except InvalidInput as error:
             db.rollback()
-            return panel(db, me, open_cid(data.get("cid")), str(error), 422)
+            return panel(db, writer, open_cid(data.get("cid")), str(error), 422)
         db.commit()
-        return panel(db, me, open_cid(data.get("cid")))
+        return panel(db, writer, open_cid(data.get("cid")))
 
     @post("/{rid:str}", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
-    def edit(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+    def edit(self, db: Db, writer: Writer, rid: PathId, data: Form) -> Template:
         """POST /chat/quick-replies/{rid} (form `body`, `cid`): new text for one's quick reply. 200 with the panel; 422
         with the panel and the error for text not accepted; 403 (not one's own, a buyer, an admin), 404 (no such
         reply)."""
-        me = current_person(request, db, write=True)
         try:
-            replies.update(db, me, parse_id(rid), data.get("body"))
+            replies.update(db, writer, parse_id(rid), data.get("body"))
         except InvalidInput as error:
             db.rollback()
-            return panel(db, me, open_cid(data.get("cid")), str(error), 422)
+            return panel(db, writer, open_cid(data.get("cid")), str(error), 422)
         db.commit()
-        return panel(db, me, open_cid(data.get("cid")))
+        return panel(db, writer, open_cid(data.get("cid")))
 
     @post("/{rid:str}/delete", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
-    def delete(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+    def delete(self, db: Db, writer: Writer, rid: PathId, data: Form) -> Template:
         """POST /chat/quick-replies/{rid}/delete (form `cid`): deletes one's quick reply. 200 with the panel; 403 (not
         one's own, a buyer, an admin), 404 (no such reply)."""
-        me = current_person(request, db, write=True)
-        replies.delete(db, me, parse_id(rid))
+        replies.delete(db, writer, parse_id(rid))
         db.commit()
-        return panel(db, me, open_cid(data.get("cid")))
+        return panel(db, writer, open_cid(data.get("cid")))
 
     @post("/{rid:str}/move", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
-    def move(self, request: Request, db: Db, rid: PathId, data: Form) -> Template:
+    def move(self, db: Db, writer: Writer, rid: PathId, data: Form) -> Template:
         """POST /chat/quick-replies/{rid}/move (form `direction`: up or down, `cid`): swaps the reply with its neighbour
         (at an end, nothing changes). 200 with the panel; 400 for another direction, 403 (not one's own, a buyer, an
         admin), 404 (no such reply)."""
-        me = current_person(request, db, write=True)
-        replies.move(db, me, parse_id(rid), data.get("direction", ""))
+        replies.move(db, writer, parse_id(rid), data.get("direction", ""))
         db.commit()
-        return panel(db, me, open_cid(data.get("cid")))
+        return panel(db, writer, open_cid(data.get("cid")))
 
 
 class SendQuickReplyController(Controller):
