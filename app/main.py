@@ -46,6 +46,7 @@ from app.web.i18n_hook import set_locale
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
 from app.web.requests import KefuRequest
 from app.web.security import SecurityHeadersMiddleware, UntrustedForwardingWarning
+from app.web.urls import url_maker
 
 log = logging.getLogger("kefu")
 CANCELLED_AT_SHUTDOWN = stopping.CancelledAtShutdown()
@@ -69,6 +70,7 @@ def openapi_config() -> OpenAPIConfig:
         description="Provision people, send them into a chat, post order notices, read conversations. "
                     "Authenticate with `Authorization: Bearer <key>` (`kefu apikey create NAME`).",
         path="/api",
+        use_handler_docstrings=True,  # each operation's description is its handler's docstring
         render_plugins=[
             SwaggerRenderPlugin(path="/docs", js_url=f"{swagger}/swagger-ui-bundle.js",
                                 css_url=f"{swagger}/swagger-ui.css",
@@ -165,7 +167,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     redact.install()
     state = app_state(settings)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             home,
             api_router,
@@ -205,3 +207,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=settings.debug,
         openapi_config=openapi_config(),
     )
+    # every app this process builds has the same routes, so the one environment may ask the newest of them
+    environment().globals["url_for"] = url_maker(app)
+    return app

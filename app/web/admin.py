@@ -54,7 +54,7 @@ async def admins_only(connection: ASGIConnection, _handler: BaseRouteHandler) ->
 def login_redirect(request: Request, _exc: Exception) -> Response:
     """The answer to NotSignedInAsAdmin: 303 to /login, with `next` the requested path and query."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return Redirect("/login?" + urlencode({"next": target}), status_code=303)
+    return Redirect("/login", query_params={"next": target}, status_code=303)
 
 
 def parse_filters(role: str | None, person: str | None, q: str | None) -> MonitorFilter:
@@ -93,7 +93,7 @@ class AdminController(Controller):
     exception_handlers = {NotSignedInAsAdmin: login_redirect}  # noqa: RUF012
     guards = [admins_only]  # noqa: RUF012
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, name="admin")
     def monitor(self, request: Request, db: Db, role: QueryValue = None, person: QueryValue = None,
                 q: QueryValue = None) -> Template:
         """GET /admin/: the monitor page, every conversation newest activity first, filtered by `role`, `person` and
@@ -101,7 +101,7 @@ class AdminController(Controller):
         admin = request.state.admin
         return Template("admin.html", context=self._page(request, db, admin, parse_filters(role, person, q), None))
 
-    @get("/c/{cid:str}", sync_to_thread=True)
+    @get("/c/{cid:str}", sync_to_thread=True, name="admin:conversation")
     def conversation(self, request: Request, db: Db, cid: PathId) -> Template:
         """GET /admin/c/{cid}: the monitor with the conversation open (htmx: the open thread alone, _monitor_open.html);
         marks nothing read. 404 for no such conversation; anyone but an admin goes to /login (htmx: 401)."""
@@ -112,17 +112,17 @@ class AdminController(Controller):
             return Template("_monitor_open.html", context={"open": thread_context(request, db, conversation_id)})
         return Template("admin.html", context=self._page(request, db, admin, MonitorFilter(), conversation_id))
 
-    @get("/c/{cid:str}/messages", sync_to_thread=True)
+    @get("/c/{cid:str}/messages", sync_to_thread=True, name="admin:older")
     def older(self, request: Request, db: Db, cid: PathId, before: QueryValue = None) -> Template:
         """GET /admin/c/{cid}/messages: the fragment of the messages before message id `before` (the latest without it).
         404 for no such conversation or an id that is not one; anyone but an admin goes to /login (htmx: 401)."""
         open_ = thread_context(request, db, parse_id(cid))
         messages, has_more = msgs.messages_before(db, open_["row"].id, parse_id(before) if before else None)
         context = {"cid": open_["row"].id, "messages": messages, "has_more": has_more, "senders": open_["senders"],
-                   "me": open_["row"].user_b, "peer_last_read": 0, "older_base": "/admin/c"}
+                   "me": open_["row"].user_b, "peer_last_read": 0, "older_route": "admin:older"}
         return Template("_older_messages.html", context=context)
 
-    @get("/c/{cid:str}/row", sync_to_thread=True)
+    @get("/c/{cid:str}/row", sync_to_thread=True, name="admin:row")
     def row(self, request: Request, db: Db, cid: PathId, role: QueryValue = None, person: QueryValue = None,
             q: QueryValue = None) -> Response:
         """GET /admin/c/{cid}/row (admins only): the conversation's row of the monitor list, for a live update; an empty
@@ -133,7 +133,7 @@ class AdminController(Controller):
             return Response("", media_type="text/html")
         return Template("_monitor_row.html", context={"row": row, "online": presence_of(request, [row])})
 
-    @get("/list", sync_to_thread=True)
+    @get("/list", sync_to_thread=True, name="admin:list")
     def list_page(self, request: Request, db: Db, cursor: QueryValue = None, role: QueryValue = None,
                   person: QueryValue = None, q: QueryValue = None) -> Template:
         """GET /admin/list (admins only): the page of the monitor list after `cursor`, with the same filters; 404 for a
@@ -146,7 +146,7 @@ class AdminController(Controller):
         rows, next_cursor = list_all_conversations(db, filters, before)
         return Template("_monitor_page.html", context=self._list_context(request, rows, next_cursor, filters))
 
-    @get("/stats", sync_to_thread=True)
+    @get("/stats", sync_to_thread=True, name="admin:stats")
     def stats_page(self, request: Request, db: Db) -> Template:
         """GET /admin/stats (admins only): messages and new conversations per day and the first-response times, over
         the last stats.DAYS (30) days in KEFU_TIMEZONE."""
@@ -162,7 +162,7 @@ class AdminController(Controller):
         }
         return Template("admin_stats.html", context=context)
 
-    @get("/audit", sync_to_thread=True)
+    @get("/audit", sync_to_thread=True, name="admin:audit")
     def audit_page(self, request: Request, db: Db, before: QueryValue = None, action: QueryValue = None) -> Template:
         """GET /admin/audit (admins only): the audit log, newest first, 50 entries a page (`before`: the entry id to
         continue before), of one `action` when it is a known one (another is ignored); 404 for a `before` that is not an
@@ -170,9 +170,8 @@ class AdminController(Controller):
         admin = request.state.admin
         chosen = action if action in audit.ACTIONS else None
         rows, next_before = audit.entries(db, parse_id(before) if before else None, chosen)
-        next_url = "/admin/audit?" + urlencode({k: v for k, v in (("action", chosen), ("before", next_before)) if v})
         context = {"admin": admin, "entries": rows, "actions": audit.ACTIONS, "action": chosen,
-                   "next_url": next_url if next_before else None, "zone": request.app.state.settings.zone}
+                   "next_before": next_before, "zone": request.app.state.settings.zone}
         return Template("admin_audit.html", context=context)
 
     def _list_context(self, request: Request, rows: list[MonitorRow], cursor: ListCursor | None,
@@ -181,7 +180,8 @@ class AdminController(Controller):
         return {
             "rows": rows,
             "online": presence_of(request, rows),
-            "next_url": "/admin/list?" + urlencode({**params, "cursor": cursor.encode()}) if cursor else None,
+            "next_cursor": cursor.encode() if cursor else None,
+            "filter_params": params,
             "filter_query": urlencode(params),
         }
 

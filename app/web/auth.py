@@ -53,7 +53,7 @@ class AuthController(Controller):
     path = "/"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
-    @get("/login", sync_to_thread=True)
+    @get("/login", sync_to_thread=True, name="login")
     def login_page(self, request: Request, db: Db,
                    next_url: Annotated[str | None, QueryParameter(name="next", required=False, max_length=500)] = None,
                    ) -> Response:
@@ -63,7 +63,7 @@ class AuthController(Controller):
             return Redirect(safe_next(next_url), status_code=303)
         return Template("login.html", context={"next_url": safe_next(next_url), "username": "", "error": None})
 
-    @post("/login", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
+    @post("/login", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM, name="login:submit")
     def login(
         self,
         request: Request,
@@ -100,7 +100,7 @@ class AuthController(Controller):
         response.set_cookie(device_cookie(request, username))  # this browser's failures count apart from then on
         return response
 
-    @post("/logout", request_max_body_size=bodies.SMALL_FORM)
+    @post("/logout", request_max_body_size=bodies.SMALL_FORM, name="logout")
     async def logout(self, request: Request, state: State) -> Response:
         """Ends, on the server, the sessions of everyone signed in in this browser (people and admin), closes
         their open streams, and clears the cookies: a copy of them opens nothing any more."""

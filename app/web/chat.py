@@ -199,7 +199,7 @@ class ChatController(Controller):
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
     dependencies = PERSON_DEPENDENCIES
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, name="chat")
     def chat_page(
         self,
         request: Request,
@@ -233,7 +233,7 @@ class ChatController(Controller):
             open_cid = conversation.id
         return Template("chat.html", context=page_context(request, db, me, open_cid))
 
-    @post("/start", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
+    @post("/start", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM, name="chat:start")
     def start(self, state: State, db: Db, writer: Writer,
               data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Redirect:
         """The question page's "开始会话": starts the conversation with `target` (CSRF-checked) and opens it."""
@@ -295,7 +295,7 @@ class ChatController(Controller):
         assert person is not None
         return self._signed_in(request, state, db, person.id, target)
 
-    @post("/sign-in", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM)
+    @post("/sign-in", sync_to_thread=True, request_max_body_size=bodies.SMALL_FORM, name="chat:sign-in")
     def confirm_sign_in(
         self,
         request: Request,
@@ -309,7 +309,7 @@ class ChatController(Controller):
         target = (data.get("target") or "")[:200] or None
         return self._link_sign_in(request, state, db, token, target, confirmed=True)
 
-    @get("/c/{cid:str}", sync_to_thread=True)
+    @get("/c/{cid:str}", sync_to_thread=True, name="chat:conversation")
     def conversation_page(self, request: Request, db: Db, me: Me, cid: PathId) -> Response:
         """GET /chat/c/{cid}: the chat page with the conversation open (htmx: the open conversation and the quick-reply
         panel, _open_conversation.html); marks nothing read. 401 when not signed in, 403 for a non-participant or an
@@ -326,7 +326,7 @@ class ChatController(Controller):
             return Template("_open_conversation.html", context=context)
         return Template("chat.html", context=page_context(request, db, me, conversation_id))
 
-    @get("/c/{cid:str}/messages", sync_to_thread=True)
+    @get("/c/{cid:str}/messages", sync_to_thread=True, name="chat:older")
     def older_messages(self, db: Db, me: Me, cid: PathId, before: QueryValue = None) -> Response:
         """GET /chat/c/{cid}/messages: the fragment of the messages before message id `before` (the latest without it).
         401 when not signed in, 403 for a non-participant or an admin, 404 for no such conversation or an id that is not
@@ -345,7 +345,7 @@ class ChatController(Controller):
         }
         return Template("_older_messages.html", context=context)
 
-    @post("/c/{cid:str}/messages", status_code=201, request_max_body_size=bodies.MESSAGE)
+    @post("/c/{cid:str}/messages", status_code=201, request_max_body_size=bodies.MESSAGE, name="chat:send")
     async def send(
         self,
         request: Request,
@@ -360,7 +360,7 @@ class ChatController(Controller):
         # The busiest route: one trip to a worker thread for the database, then publish from the event loop.
         return await send_and_deliver(state, text_sender(request, state, cid, data.get("body")))
 
-    @post("/c/{cid:str}/read", status_code=204, request_max_body_size=bodies.SMALL_FORM)
+    @post("/c/{cid:str}/read", status_code=204, request_max_body_size=bodies.SMALL_FORM, name="chat:read")
     async def read(
         self,
         request: Request,
@@ -390,7 +390,7 @@ class ChatController(Controller):
             await state.bus.deliver(delivery)
         return Response(None, status_code=204, headers=headers)
 
-    @get("/c/{cid:str}/item", sync_to_thread=True)
+    @get("/c/{cid:str}/item", sync_to_thread=True, name="chat:item")
     def list_item(self, request: Request, db: Db, me: Me, cid: PathId) -> Template:
         """One conversation of the list as its reader sees it, carrying the reader's unread total."""
         conversation_id = parse_id(cid)
@@ -406,7 +406,7 @@ class ChatController(Controller):
         }
         return Template("_conversation_item.html", context=context)
 
-    @get("/list", sync_to_thread=True)
+    @get("/list", sync_to_thread=True, name="chat:list")
     def list_page(self, request: Request, db: Db, me: Me, cursor: QueryValue = None) -> Template:
         """A page of the list; the first page also carries the unread total (the page's title after a reconnect)."""
         try:

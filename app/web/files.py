@@ -32,7 +32,7 @@ class FilesController(Controller):
     path = "/"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
-    @post("/chat/c/{cid:str}/files", status_code=201)
+    @post("/chat/c/{cid:str}/files", status_code=201, name="chat:upload")
     async def upload(self, request: Request, state: State, cid: PathId) -> Response:
         """The paperclip: multipart field `file`. Who asks is checked (401, 403, 404) before the body is read;
         the form is parsed by the app's request class (bytes it cannot decode: 400)."""
@@ -56,14 +56,14 @@ class FilesController(Controller):
 
         return await send_and_deliver(state, _work)
 
-    @get("/files/{mid:str}", sync_to_thread=True)
+    @get("/files/{mid:str}", sync_to_thread=True, name="file")
     def download(self, request: Request, state: State, db: Db, mid: PathId) -> File:
         """GET /files/{mid}: the file of message `mid`, images inline and other files as attachments (sandboxing CSP,
         no-store). 401 when no one is signed in in this browser, 404 for no such file, 403 unless an admin or a
         participant is signed in here."""
         return self._send(request, state, db, parse_id(mid), thumbnail=False)
 
-    @get("/files/{mid:str}/thumb", sync_to_thread=True)
+    @get("/files/{mid:str}/thumb", sync_to_thread=True, name="file:thumb")
     def thumbnail(self, request: Request, state: State, db: Db, mid: PathId) -> File:
         """GET /files/{mid}/thumb: the image's thumbnail (PNG or JPEG), or the file itself when it has none; answers as
         `download` does."""

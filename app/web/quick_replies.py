@@ -41,14 +41,15 @@ class QuickRepliesController(Controller):
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
     dependencies = PERSON_DEPENDENCIES
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, name="quick-replies")
     def show(self, db: Db, me: Me,
              cid: Annotated[str | None, QueryParameter(required=False, max_length=20)] = None) -> Template:
         """GET /chat/quick-replies/: the quick-reply panel (empty for buyers), `cid` being the open conversation. 401
         when no one is signed in, 403 for an admin."""
         return panel(db, me, open_cid(cid))
 
-    @post("/", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
+    @post("/", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM,
+          name="quick-replies:create")
     def create(self, db: Db, writer: Writer, data: Form) -> Template:
         """POST /chat/quick-replies/ (form `body`, `cid`): adds a quick reply at the end of the list. 200 with the
         panel; 422 with the panel and the error for text not accepted or one reply too many; 403 for buyers and
@@ -61,7 +62,8 @@ class QuickRepliesController(Controller):
         db.commit()
         return panel(db, writer, open_cid(data.get("cid")))
 
-    @post("/{rid:str}", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM)
+    @post("/{rid:str}", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM,
+          name="quick-replies:edit")
     def edit(self, db: Db, writer: Writer, rid: PathId, data: Form) -> Template:
         """POST /chat/quick-replies/{rid} (form `body`, `cid`): new text for one's quick reply. 200 with the panel; 422
         with the panel and the error for text not accepted; 403 (not one's own, a buyer, an admin), 404 (no such
@@ -74,7 +76,8 @@ class QuickRepliesController(Controller):
         db.commit()
         return panel(db, writer, open_cid(data.get("cid")))
 
-    @post("/{rid:str}/delete", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
+    @post("/{rid:str}/delete", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM,
+          name="quick-replies:delete")
     def delete(self, db: Db, writer: Writer, rid: PathId, data: Form) -> Template:
         """POST /chat/quick-replies/{rid}/delete (form `cid`): deletes one's quick reply. 200 with the panel; 403 (not
         one's own, a buyer, an admin), 404 (no such reply)."""
@@ -82,7 +85,8 @@ class QuickRepliesController(Controller):
         db.commit()
         return panel(db, writer, open_cid(data.get("cid")))
 
-    @post("/{rid:str}/move", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM)
+    @post("/{rid:str}/move", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM,
+          name="quick-replies:move")
     def move(self, db: Db, writer: Writer, rid: PathId, data: Form) -> Template:
         """POST /chat/quick-replies/{rid}/move (form `direction`: up or down, `cid`): swaps the reply with its neighbour
         (at an end, nothing changes). 200 with the panel; 400 for another direction, 403 (not one's own, a buyer, an
@@ -96,7 +100,8 @@ class SendQuickReplyController(Controller):
     path = "/chat/c"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
 
-    @post("/{cid:str}/quick-replies/{rid:str}", status_code=201, request_max_body_size=bodies.SMALL_FORM)
+    @post("/{cid:str}/quick-replies/{rid:str}", status_code=201, request_max_body_size=bodies.SMALL_FORM,
+          name="quick-replies:send")
     async def send(self, request: Request, state: State, cid: PathId, rid: PathId) -> Response:
         """One click sends it: stored and delivered live like any typed message."""
 
