@@ -107,6 +107,8 @@ def test_the_document_names_every_operation_its_bearer_key_and_its_errors(sqlite
     for label, spec in operations.items():
         assert spec.get("security") == [{"BearerToken": []}], label
         assert spec.get("summary"), label
+        # what it does and what each refusal means, in words a client's author reads (the handler's docstring)
+        assert re.search(r"\b4\d\d for ", spec.get("description", "")), label
         for status in ("400", "401", "404"):
             schema = spec["responses"][status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (label, status, schema)

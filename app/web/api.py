@@ -217,7 +217,10 @@ moves to the top), so a walk returns **every conversation at least once**, and s
 The last page (`next_cursor` null) carries `next_updated_since`: pass it as `updated_since` for the next sync. It lies
 at least {sync.OVERLAP.seconds} s before the walk began, so a message whose transaction committed late (with an
 activity time older than conversations already returned) is in the next sync; that sync repeats the conversations
-of the overlap. Deduplicate by `id`, keeping the item with the latest `last_activity_at`."""
+of the overlap. Deduplicate by `id`, keeping the item with the latest `last_activity_at`.
+
+`limit` items a page (default 30, at most 100). 422 (field `cursor`) for a cursor that does not decode, 400 for an
+invalid user id or query value."""
 
 NOTICE_EXAMPLE = Example(summary="an order notice", value={"body": "订单已发货", "kind": "system"})
 
@@ -226,14 +229,14 @@ class UsersController(Controller):
     tags = ["people"]  # noqa: RUF012
 
     @put("/{user_id:str}", sync_to_thread=True, summary="Create or update a person",
-         responses=ERRORS | {201: ResponseSpec(UserOut, description="Created")},
-         description="Buyers, merchants and support people. Admins are created with `kefu admin` only.")
+         responses=ERRORS | {201: ResponseSpec(UserOut, description="Created")})
     def put_user(self, db: Db, user_id: PathId, data: Annotated[UserIn, Body(examples=[Example(
             value={"name": "保安堂药房", "role": "buyer", "description": "连锁药房"})])]) -> Response[UserOut]:
-        """Creates the person `user_id`, or updates their name, role, avatar URL and description (the URL is cut to 500
-        characters, the description to 1000). 201 with the person when created, 200 when updated; 400 for an invalid id
-        or body, 403 for an id reserved for Kefu (`kefu-…`) or belonging to an admin, 422 (field `name`) for a name that
-        is not accepted."""
+        """Creates the person `user_id` (a buyer, merchant or support person; admins are created with `kefu admin`
+        only), or updates their name, role, avatar URL and description (the URL is cut to 500 characters, the
+        description to 1000). 201 with the person when created, 200 when updated; 400 for an invalid id or body, 403
+        for an id reserved for Kefu (`kefu-…`) or belonging to an admin, 422 (field `name`) for a name that is not
+        accepted."""
         _check_user_id(user_id)
         refuse_reserved(user_id)  # kefu-system and the rest of kefu-…: 403
         existing = get_user(db, user_id)
@@ -296,9 +299,8 @@ class ConversationsController(Controller):
             required=False, description="Start a sync: conversations with activity at or after this time "
                                         "(RFC 3339, e.g. 2025-11-25T08:00:00.000000Z), oldest activity first")] = None,
     ) -> Page:
-        """Keyset pages of the person's conversations (`user_id`) or of every conversation, `limit` a page (default 30,
-        at most 100): follow `next_cursor` until null, then sync from `next_updated_since`. 422 (field `cursor`) for a
-        cursor that does not decode, 400 for an invalid user id or query value."""
+        """Keyset pages of the person's conversations (`user_id`) or of every conversation: WALK_DESCRIPTION (the
+        operation's description in the OpenAPI document) says how to walk them and what each refusal means."""
         with about("cursor"):  # a cursor continues its walk (whatever updated_since says); updated_since starts one
             position = sync.WalkCursor.decode(cursor) if cursor else None
         if position is None and updated_since is not None:
@@ -350,19 +352,17 @@ class ConversationsController(Controller):
         return MessagePage(items=[msgs.message_data(m) for m in rows], next_after=rows[-1].id if more else None)
 
     @post("/{cid:str}/messages", summary="Post a message or a system notice",
-          responses=ERRORS | {200: ResponseSpec(dict[str, Any], description="Stored before with this Idempotency-Key")},
-          description="Delivered live like any other message. Send an `Idempotency-Key` header to make retries "
-                      "safe: the same key with the same request stores one message and answers with it again (200); "
-                      "the same key with a different request (another conversation, sender, kind or body) is "
-                      "refused with 422 `idempotency_key_reused`.")
+          responses=ERRORS | {200: ResponseSpec(dict[str, Any], description="Stored before with this Idempotency-Key")})
     async def post_message(self, request: Request, state: State, cid: PathId,
                            data: Annotated[MessageIn, Body(examples=[NOTICE_EXAMPLE])],
                            idempotency_key: Annotated[str | None, HeaderParameter(
                                name="Idempotency-Key", required=False, max_length=200)] = None) -> Response[Any]:
-        """Stores a message from `sender_id`, or a system notice (kind "system", or no sender), and delivers it live.
-        201 with the message; 200 with the message stored before under the same Idempotency-Key; 404 for no such
-        conversation, 403 for a sender who does not take part, 422 for a body not accepted (field `body`) or a key used
-        for a different message (`idempotency_key_reused`), 400 for an invalid sender id."""
+        """Stores a message from `sender_id`, or a system notice (kind "system", or no sender), and delivers it live
+        like any other message. Send an `Idempotency-Key` header to make retries safe: the same key with the same
+        request stores one message and answers with it again (200); the same key with a different request (another
+        conversation, sender, kind or body) is refused with 422 `idempotency_key_reused`. 201 with the message; 404 for
+        no such conversation, 403 for a sender who does not take part, 422 for a body not accepted (field `body`), 400
+        for an invalid sender id."""
         notice = data.kind == "system" or not data.sender_id
         sender_id = None if notice else _check_user_id(data.sender_id or "")
         idempotency = (request.state.api_key_id, idempotency_key) if idempotency_key else None
