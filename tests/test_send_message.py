@@ -144,10 +144,27 @@ def test_csrf_token_in_the_form_field_is_accepted(app_client) -> None:  # type: 
     assert response.status_code == 201
 
 
-HOSTILE = ["<script>alert(1)</script>", "\u202eevil\u202c", "a\x00b", "😀🧧" * 3, "<a href=javascript:x>x</a>"]
-texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60) | st.sampled_from(
-    HOSTILE
-)
+# What a person can type. Characters that draw something: letters, digits, punctuation and symbols, but for the few
+# that draw nothing although their category says otherwise (CONTRACT: a message needs something visible): the Hangul
+# fillers and U+2800, U+303F, U+1D159, U+FFFC.
+DRAWS_NOTHING = "\u115f\u1160\u3164\uffa0\u2800\u303f\U0001d159\ufffc"
+INK = st.characters(categories=("L", "N", "P", "S"), exclude_characters=DRAWS_NOTHING)
+# What may stand between them: spaces of every kind, line breaks as any system writes them, tabs, zero-width joiners.
+BETWEEN = st.sampled_from([" ", "\u3000", "\u00a0", "\n", "\r\n", "\r", "\t", "\u200b", "\u200d", "\u202e", "\u202c"])
+# Nothing to see: white space, line breaks, zero-width and fill characters only.
+NOTHING = st.text(alphabet=st.sampled_from([" ", "\u3000", "\n", "\t", "\u200b", "\u2060", "\ufeff", *DRAWS_NOTHING]),
+                  max_size=20)
+# Controls other than line breaks and tabs, which no keyboard types and no screen shows.
+CONTROL = st.sampled_from(["\x00", "\x01", "\x07", "\x08", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\x9f"])
+HOSTILE = st.sampled_from(["<script>alert(1)</script>", "\u202eevil\u202c", "😀🧧" * 3, "<a href=javascript:x>x</a>",
+                           "&lt;b&gt;", "{{ 7*7 }}", "' OR 1=1 --"])
+around = st.lists(INK | BETWEEN, max_size=30).map("".join)
+typed = st.tuples(around, INK, around).map("".join) | HOSTILE  # at least one character to see
+
+
+def as_stored(typed_text: str) -> str:
+    """The text as it is kept and shown (CONTRACT): line breaks made "\\n", white space trimmed at both ends."""
+    return typed_text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 @pytest.fixture
@@ -158,26 +175,36 @@ def unlimited_client(database_url: str, tmp_path: Path):  # type: ignore[no-unty
         yield client
 
 
+def shown_text(page: str, message_id: str) -> str:
+    """The text of message `message_id`'s bubble, unescaped, as a person reads it."""
+    found = re.search(rf'data-message-id="{message_id}".*?<div class="msg-bubble">(.*?)</div>', page, re.S)
+    assert found is not None
+    assert "<script" not in found.group(1) and "<a " not in found.group(1)
+    return html.unescape(found.group(1))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=texts)
-def test_any_text_is_stored_and_shown_exactly_as_text_or_refused_clearly(unlimited_client: TestClient,
-                                                                          body: str) -> None:
-    app_client = unlimited_client
-    token = sign_in(app_client, "b1", target="m1")
-    cid = open_conversation_id(app_client, "m1")
-    response = app_client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
-    try:
-        expected = msgs.clean_body(body)
-    except InvalidInput:
-        assert response.status_code == 422
-        assert 'data-testid="composer-error"' in response.text
-        return
+@given(body=typed)
+def test_anything_typed_with_something_to_see_is_stored_and_shown_exactly_as_text(unlimited_client: TestClient,
+                                                                                  body: str) -> None:
+    token = sign_in(unlimited_client, "b1", target="m1")
+    cid = open_conversation_id(unlimited_client, "m1")
+    response = unlimited_client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
     assert response.status_code == 201, response.text
-    bubble = re.search(r'<div class="msg-bubble">(.*?)</div>', response.text, re.S)
-    assert bubble is not None
-    assert html.unescape(bubble.group(1)) == expected  # the text exactly, as text
-    assert "<script" not in bubble.group(1) and "<a " not in bubble.group(1)
     message_id = re.search(r'data-message-id="(\d+)"', response.text).group(1)  # type: ignore[union-attr]
-    page = app_client.get(f"/chat/c/{cid}").text
-    stored = re.search(rf'data-message-id="{message_id}".*?<div class="msg-bubble">(.*?)</div>', page, re.S)
-    assert stored is not None and html.unescape(stored.group(1)) == expected  # read back from the database
+    assert shown_text(response.text, message_id) == as_stored(body)  # the text exactly, as text
+    page = unlimited_client.get(f"/chat/c/{cid}").text
+    assert shown_text(page, message_id) == as_stored(body)  # read back from the database
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=NOTHING | st.tuples(typed, CONTROL, typed).map("".join))
+def test_text_with_nothing_to_see_or_a_control_character_is_refused_in_the_composer(unlimited_client: TestClient,
+                                                                                    body: str) -> None:
+    token = sign_in(unlimited_client, "b1", target="m1")
+    cid = open_conversation_id(unlimited_client, "m1")
+    before = unlimited_client.get(f"/chat/c/{cid}").text.count('data-testid="message"')
+    response = unlimited_client.post(f"/chat/c/{cid}/messages", data={"body": body}, headers={"X-CSRFToken": token})
+    assert response.status_code == 422
+    assert 'data-testid="composer-error"' in response.text
+    assert unlimited_client.get(f"/chat/c/{cid}").text.count('data-testid="message"') == before  # nothing stored
