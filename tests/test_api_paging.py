@@ -53,9 +53,10 @@ def say(api: Api, cid: int, body: str) -> None:
     assert response.status_code == 201, response.text
 
 
-def walk(api: Api, during: dict[int, Any] | None = None, **params: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Follow next_cursor to the end with 10 a page; `during[n]()` runs after page n. Every item in order, and the
-    last page."""
+def walk(api: Api, during: dict[int, Any] | None = None, sizes: list[int] | None = None,
+         **params: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Follow next_cursor to the end with 10 a page; `during[n]()` runs after page n; each page's length is added to
+    `sizes`. Every item in order, and the last page."""
     items: list[dict[str, Any]] = []
     cursor, pages = None, 0
     while True:
@@ -64,6 +65,8 @@ def walk(api: Api, during: dict[int, Any] | None = None, **params: Any) -> tuple
         body = response.json()
         pages += 1
         items += body["items"]
+        if sizes is not None:
+            sizes.append(len(body["items"]))
         if during and pages in during:
             during[pages]()
         cursor = body["next_cursor"]
@@ -102,29 +105,16 @@ def test_75_conversations_page_by_10_each_exactly_once_newest_first(api: Api) ->
 
     started: list[int] = []
 
-    def page_through(**params: Any) -> tuple[list[int], int]:
-        seen: list[int] = []
-        cursor, pages = None, 0
-        while True:
-            response = api.get("/api/v1/conversations", limit=10, **params, **({"cursor": cursor} if cursor else {}))
-            assert response.status_code == 200, response.text
-            body = response.json()
-            pages += 1
-            assert len(body["items"]) == (10 if pages < 8 else 5 if pages == 8 else 1), body
-            seen += [item["id"] for item in body["items"]]
-            if pages == 1 and params:  # a conversation that starts while the marketplace pages: at the end, once
-                with with_session(api.database_url) as session:
-                    b1, p1 = get_user(session, "b1"), get_user(session, "p1")
-                    started.append(convs.get_or_create_conversation(session, b1, p1).id)
-                    session.commit()
-            cursor = body["next_cursor"]
-            if cursor is None:
-                return seen, pages
-            assert pages < 20, "the cursor never ends"
+    def start_one() -> None:  # a conversation that starts while the marketplace pages: at the end, once
+        with with_session(api.database_url) as session:
+            started.append(convs.get_or_create_conversation(session, get_user(session, "b1"),
+                                                             get_user(session, "p1")).id)
+            session.commit()
 
-    seen, pages = page_through(user_id="b1")
-    assert pages == 9
-    assert seen == expected + started
+    sizes: list[int] = []
+    items, _last = walk(api, during={1: start_one}, sizes=sizes, user_id="b1")
+    assert sizes == [10] * 7 + [5, 1]
+    assert [item["id"] for item in items] == expected + started
     # every conversation (there are now 76, the newest first), without user_id
     everything = [item["id"] for item in api.get("/api/v1/conversations", limit=100).json()["items"]]
     assert len(everything) == 76 and everything[1:] == expected

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.chat import quick_replies as replies
-from app.chat.demo import DEMO_QUICK_REPLIES, seed_demo
+from app.chat.demo import seed_demo
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import get_user
 from app.db.models import Message, QuickReply
@@ -27,8 +27,11 @@ from tests.file_samples import Party
 from tests.seeding import converse
 from tests.support import csrf_of, other_browser, sign_in_to
 
-MERCHANT = list(DEMO_QUICK_REPLIES["merchant"])
-SUPPORT = list(DEMO_QUICK_REPLIES["support"])
+# the demo's quick replies, as a merchant and the platform's support find them (README: the demo)
+MERCHANT = ["您好，欢迎光临！请问需要什么药品？", "现货充足，今天下单明天发货。",
+            "可以开增值税专用发票，下单时请备注开票信息。"]
+SUPPORT = ["您好，这里是平台官方客服，请问有什么可以帮您？", "请提供订单号，我马上为您查询。",
+           "已为您登记，处理结果会在 24 小时内通知您。"]
 INVOICE = "可以开增值税专用发票，下单时请备注开票信息。"
 
 
