@@ -120,6 +120,10 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # the Idempotency-Key the page sent it with (unique per sender): a retried send finds it instead of storing again
     client_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    # when the sender recalled it (participants then see a tombstone; admins and the audit log keep the original)
+    recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    # the message of the same conversation this one quotes
+    reply_to_id: Mapped[int | None] = mapped_column(BigId, default=None)
     # loaded for whole pages of messages in one extra query, never one per message
     attachment: Mapped[Attachment | None] = relationship(lazy="selectin", viewonly=True)
 
