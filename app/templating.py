@@ -35,11 +35,13 @@ def clock(value: datetime | None) -> str:
 
 
 def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
-    """A message as one line of a conversation list (the `preview` filter): "[图片]" or "[文件]" (translated) for an
-    image or a file, else its body with each run of whitespace made one space, cut to `limit` characters with "…";
-    "" for None."""
+    """A message as one line of a conversation list (the `preview` filter): "[已撤回]" once recalled, "[图片]" or
+    "[文件]" (translated) for an image or a file, else its body with each run of whitespace made one space, cut to
+    `limit` characters with "…"; "" for None."""
     if message is None:
         return ""
+    if message.recalled_at is not None:
+        return gettext("[已撤回]")
     if message.kind == "image":
         return gettext("[图片]")
     if message.kind == "file":
@@ -93,6 +95,7 @@ def render(template: str, **context: object) -> str:
     return environment().get_template(template).render(**context)
 
 
-def render_message(message, sender) -> str:  # type: ignore[no-untyped-def]
-    """A message's HTML, the same for every viewer (CSS and kefu.js mark one's own messages)."""
-    return render("_message.html", m=message, sender=sender)
+def render_message(message, sender, monitor: bool = False) -> str:  # type: ignore[no-untyped-def]
+    """A message's HTML, the same for both participants (CSS and kefu.js mark one's own messages); `monitor`: as
+    the admins' monitor shows it (a recalled message's original, marked recalled)."""
+    return render("_message.html", m=message, sender=sender, monitor=monitor)

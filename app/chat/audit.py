@@ -1,4 +1,4 @@
-"""The audit log: who signed in (or tried), and every change to admin accounts."""
+"""The audit log: who signed in (or tried), every change to admin accounts, and every recalled message."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ ACTIONS = (
     "admin.enabled",
     "link.sign_in",
     "link.refused",
+    "message.recalled",
 )
 PAGE_SIZE = 50
 MAX_ACTOR = 64

@@ -57,7 +57,8 @@ class Outgoing:
     `sender_id` None is a system notice from the marketplace; `body` is the raw text (checked here) or, for an
     image or file, its display name; `attachment` is the stored file's record without its message id;
     `idempotency` is (API key id, Idempotency-Key) for API retries; `client_key` is the Idempotency-Key a page sent
-    the message with (CLIENT_KEY's form, unique per sender), stored on the message."""
+    the message with (CLIENT_KEY's form, unique per sender), stored on the message; `reply_to` the id of the message
+    of the same conversation it quotes."""
 
     conversation_id: int
     sender_id: str | None
@@ -66,6 +67,7 @@ class Outgoing:
     attachment: Attachment | None = None
     idempotency: tuple[int, str] | None = None
     client_key: str | None = None
+    reply_to: int | None = None
 
     @property
     def sender(self) -> str:
@@ -149,6 +151,7 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
     if outgoing.sender_id is not None and outgoing.sender_id not in participants:
         raise Forbidden("not a participant")
     body = _stored_body(outgoing)
+    quoted = _quoted(session, outgoing)
     if (earlier := _earlier(session, outgoing, body)) is not None:
         session.commit()  # nothing written: frees the lock, and (unlike a rollback) leaves what was loaded as it is
         return Sent(earlier, participants, repeated=True)
@@ -158,6 +161,7 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
         admit(outgoing.sender)
     started = time.monotonic()
     message = _store(session, outgoing, body)  # a key taken meanwhile: IntegrityError, see `send`
+    set_committed_value(message, "quoted", quoted)  # loaded with its author by `_quoted`: rendering loads nothing
     if outgoing.idempotency is not None:
         session.add(IdempotencyKey(api_key_id=outgoing.idempotency[0], key=outgoing.idempotency[1],
                                    message_id=message.id))
@@ -176,7 +180,7 @@ def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
     connection = session.connection()
     now = utcnow()
     values = {"conversation_id": outgoing.conversation_id, "sender_id": outgoing.sender, "kind": outgoing.kind,
-              "body": body, "created_at": now, "client_key": outgoing.client_key}
+              "body": body, "created_at": now, "client_key": outgoing.client_key, "reply_to_id": outgoing.reply_to}
     message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
     moved = {"cid": outgoing.conversation_id, "mid": message_id, "now": now, "sender": outgoing.sender}
     connection.execute(_MOVE_CONVERSATION, moved)
@@ -192,6 +196,19 @@ def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
     set_committed_value(message, "attachment", attachment)
     webhooks.enqueue(session, "message.created", message_data(message))
     return message
+
+
+def _quoted(session: Session, outgoing: Outgoing) -> Message | None:
+    """The message `outgoing` quotes (None when it quotes none). InvalidInput (field `reply_to`) unless it is a message
+    of the same conversation that was not recalled."""
+    if outgoing.reply_to is None:
+        return None
+    quoted = session.get(Message, outgoing.reply_to)
+    if quoted is None or quoted.conversation_id != outgoing.conversation_id:
+        raise InvalidInput(_("引用的消息不在这个会话里。"), field="reply_to")
+    if quoted.recalled_at is not None:
+        raise InvalidInput(_("引用的消息已被撤回。"), field="reply_to")
+    return quoted
 
 
 def _earlier(session: Session, outgoing: Outgoing, body: str) -> Message | None:
@@ -247,7 +264,9 @@ def post_notice(session: Session, conversation_id: int, raw_body: str | None) ->
 
 
 def message_data(message: Message) -> dict[str, Any]:
-    """A message as the API and webhooks show it."""
+    """A message as the API and webhooks show it: id, conversation_id, sender_id, kind, body (None once recalled),
+    created_at and recalled_at (ISO 8601), reply_to_id (the quoted message), and an image's or file's `attachment`
+    (name, content_type, size in bytes, url) unless recalled."""
     data: dict[str, Any] = {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -255,8 +274,12 @@ def message_data(message: Message) -> dict[str, Any]:
         "kind": message.kind,
         "body": message.body,
         "created_at": message.created_at.isoformat(),
+        "reply_to_id": message.reply_to_id,
+        "recalled_at": message.recalled_at.isoformat() if message.recalled_at else None,
     }
-    if message.attachment is not None:
+    if message.recalled_at is not None:  # taken back by its sender: neither its text nor its file is shown
+        data["body"] = None
+    elif message.attachment is not None:
         a = message.attachment
         data["attachment"] = {"name": a.original_name, "content_type": a.content_type, "size": a.size,
                               "url": f"/files/{message.id}"}

@@ -22,7 +22,7 @@ from app.chat.errors import InvalidInput, NotFound
 from app.chat.webhook_targets import check_target
 from app.db.models import Webhook, WebhookDelivery, utcnow
 
-EVENTS = ("message.created", "conversation.created")
+EVENTS = ("message.created", "message.recalled", "conversation.created")
 GIVE_UP_AFTER = timedelta(days=1)
 
 

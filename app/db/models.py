@@ -126,6 +126,13 @@ class Message(Base):
     reply_to_id: Mapped[int | None] = mapped_column(BigId, default=None)
     # loaded for whole pages of messages in one extra query, never one per message
     attachment: Mapped[Attachment | None] = relationship(lazy="selectin", viewonly=True)
+    # the quoted message, and who wrote a message, loaded like the attachment: one extra query each for a page of
+    # messages (none for quotes when nothing on the page quotes); templates render on the event loop, so nothing
+    # they read may load lazily
+    quoted: Mapped[Message | None] = relationship(
+        primaryjoin="foreign(Message.reply_to_id) == remote(Message.id)", lazy="selectin", viewonly=True)
+    author: Mapped[User | None] = relationship(primaryjoin="foreign(Message.sender_id) == User.id",
+                                               lazy="selectin", viewonly=True)
 
 
 class AdminAccount(Base):

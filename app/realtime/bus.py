@@ -14,6 +14,7 @@ from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
 from app.chat.messages import Sent
+from app.chat.recall import Recalled
 from app.db.models import User
 from app.realtime.broker import BrokerStatus, ResilientRedisBackend, channel_namespace
 from app.templating import render_message
@@ -22,6 +23,10 @@ log = logging.getLogger("kefu.bus")
 
 ADMINS = "admins"
 PRESENCE = "presence"
+# A person's page says it is typing at most this often per conversation (the server drops what comes faster);
+# the other side shows "正在输入…" for TYPING_SHOWN_SECONDS after each, or until the message arrives (kefu.js).
+TYPING_EVERY_SECONDS = 3.0
+TYPING_SHOWN_SECONDS = 6.0
 
 
 def person_channel(user_id: str) -> str:
@@ -96,3 +101,23 @@ class Bus:
         """Both sides (and the admins) hear that `reader_id` has read `conversation_id` up to message `up_to`."""
         event = {"t": "read", "cid": conversation_id, "user": reader_id, "upto": up_to}
         return Delivery("", [(event, self.conversation_channels(participant_ids))])
+
+    def recall_delivery(self, recalled: Recalled) -> Delivery:
+        """Both participants hear `recall` with the tombstone's HTML, the admins with the original marked recalled
+        (their monitor keeps it). A repeated recall was announced the first time."""
+        message = recalled.message
+        sender = message.author
+        people = render_message(message, sender)
+        if recalled.repeated:
+            return Delivery(people, [])
+        admins = render_message(message, sender, monitor=True)
+        base = {"t": "recall", "cid": message.conversation_id, "mid": message.id}
+        return Delivery(people, [({**base, "html": people}, [person_channel(uid) for uid in recalled.participants]),
+                                 ({**base, "html": admins}, [ADMINS])])
+
+    def typing_delivery(self, conversation_id: int, participant_ids: tuple[str, str], typist_id: str) -> Delivery:
+        """The other participant and the admins hear that `typist_id` is typing in `conversation_id` (never
+        stored; the page shows it for a few seconds)."""
+        event = {"t": "typing", "cid": conversation_id, "user": typist_id}
+        others = [person_channel(uid) for uid in participant_ids if uid != typist_id]
+        return Delivery("", [(event, [*others, ADMINS])])

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat.messages import latest_message_id, messages_after, replay_start
 from app.chat.people import get_users
+from app.chat.recall import recalls_to_replay
 from app.db.models import Message
 from app.realtime.bus import ADMINS, PRESENCE, person_channel
 from app.realtime.presence import Presence
@@ -41,7 +42,7 @@ log = logging.getLogger("kefu.stream")
 
 REPLAY_LIMIT = 300  # messages one stream open may replay; past it, the page reloads from the server instead
 RETRY_MS = 2000
-RenderMessage = Callable[[Message, object], str]
+RenderMessage = Callable[[Message, object, bool], str]  # (message, its sender, for the monitor)
 
 # Put straight into a subscriber's queue by this process (never published): compared by value.
 PING = b"ping"
@@ -61,6 +62,12 @@ def sse_fields(event: str, data: str) -> bytes:
     return f"event: {event}\n{lines}\n".encode()
 
 
+def recall_fields(conversation_id: int, message_id: int, html: str) -> bytes:
+    """The `recall` event's lines: data {"conversation_id", "message_id", "html"} (the message as it now shows)."""
+    return sse_fields("recall", json.dumps({"conversation_id": conversation_id, "message_id": message_id,
+                                            "html": html}, ensure_ascii=False))
+
+
 def with_id(event_id: int, fields: bytes) -> bytes:
     """`fields` (one SSE event's lines) preceded by the `id: <event_id>` line."""
     return b"id: %d\n%b" % (event_id, fields)
@@ -74,7 +81,7 @@ SIGNED_OUT_FIELDS = sse_fields("closed", "signed-out")
 class Frame(NamedTuple):
     """A published event, decoded once for every stream that receives it."""
 
-    kind: str  # message, read, presence, resync, signed_out, or "" for anything this version does not know
+    kind: str  # message, read, presence, recall, typing, resync, signed_out, or "" (what this version does not know)
     message_id: int = 0
     fields: bytes = b""
     then: bytes = b""  # a second event sent right after (a message's read receipt), its fields without `id:`
@@ -94,6 +101,11 @@ def frame_of(raw: bytes) -> Frame:
             return Frame("message", int(event["id"]), sse_fields("message", str(event["html"])), then)
         if kind in ("read", "presence"):
             data = json.dumps({k: v for k, v in event.items() if k != "t"})
+            return Frame(kind, 0, sse_fields(kind, data))
+        if kind == "recall":
+            return Frame(kind, 0, recall_fields(int(event["cid"]), int(event["mid"]), str(event["html"])))
+        if kind == "typing":
+            data = json.dumps({"conversation_id": int(event["cid"]), "user_id": str(event["user"])})
             return Frame(kind, 0, sse_fields(kind, data))
         if kind == "resync":
             return Frame("resync")
@@ -288,7 +300,7 @@ class EventStream:
             self.watermark = max(self.watermark, frame.message_id)
             chunk = with_id(self.watermark, frame.fields)
             return (chunk + with_id(self.watermark, frame.then) if frame.then else chunk), False
-        if frame.kind in ("read", "presence"):
+        if frame.kind in ("read", "presence", "recall", "typing"):
             return with_id(self.watermark, frame.fields), False
         return b"", False
 
@@ -298,7 +310,7 @@ class EventStream:
         REPLAY_LIMIT waiting: none of them, but a `stale` event, after which the page reloads its list and thread
         from the server (it never needs more than what it has not shown), and the stream goes on live from the
         newest message. So a stream open costs at most one query of REPLAY_LIMIT + 1 rows and that many renders."""
-        batch, latest = await to_thread.run_sync(self._load_replay)
+        batch, latest, recalls = await to_thread.run_sync(self._load_replay)
         if batch is None:
             self.watermark = max(self.watermark, latest)
             yield with_id(self.watermark, STALE_FIELDS)
@@ -309,15 +321,21 @@ class EventStream:
             self.replayed.add(message_id)
             self.watermark = max(self.watermark, message_id)
             yield with_id(self.watermark, sse_fields("message", html))
+        for message_id, conversation_id, html in recalls:  # the recalls it may have missed, after the messages
+            yield with_id(self.watermark, recall_fields(conversation_id, message_id, html))
 
-    def _load_replay(self) -> tuple[list[tuple[int, str]] | None, int]:
-        """The rendered messages to replay, or None and the newest message id when more than REPLAY_LIMIT wait."""
+    def _load_replay(self) -> tuple[list[tuple[int, str]] | None, int, list[tuple[int, int, str]]]:
+        """The rendered messages to replay and the recalls since the resume point (message id, conversation id,
+        HTML), or None and the newest message id when more than REPLAY_LIMIT messages (or recalls) wait."""
         viewer_id = None if self.viewer.is_admin else self.viewer.user_id
+        monitor = self.viewer.is_admin
         with self._sessions() as session:
-            start = replay_start(session, self.watermark) if self._look_back else self.watermark
-            self._look_back = True  # a later catch-up (after a broker outage) looks back
+            resumed, self._look_back = self._look_back, True  # a later catch-up (after a broker outage) looks back
+            start = replay_start(session, self.watermark) if resumed else self.watermark
             messages = messages_after(session, viewer_id, start, REPLAY_LIMIT + 1)
-            if len(messages) > REPLAY_LIMIT:
-                return None, latest_message_id(session)
-            senders = get_users(session, {m.sender_id for m in messages})
-            return [(m.id, self._render(m, senders.get(m.sender_id))) for m in messages], 0
+            recalled = recalls_to_replay(session, viewer_id, self.watermark) if resumed else []
+            if len(messages) > REPLAY_LIMIT or recalled is None:
+                return None, latest_message_id(session), []
+            senders = get_users(session, {m.sender_id for m in [*messages, *recalled]})
+            return ([(m.id, self._render(m, senders.get(m.sender_id), monitor)) for m in messages], 0,
+                    [(m.id, m.conversation_id, self._render(m, senders.get(m.sender_id), monitor)) for m in recalled])

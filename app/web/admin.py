@@ -119,7 +119,8 @@ class AdminController(Controller):
         open_ = thread_context(request, db, parse_id(cid))
         messages, has_more = msgs.messages_before(db, open_["row"].id, parse_id(before) if before else None)
         context = {"cid": open_["row"].id, "messages": messages, "has_more": has_more, "senders": open_["senders"],
-                   "me": open_["row"].user_b, "peer_last_read": 0, "older_route": "admin:older"}
+                   "me": open_["row"].user_b, "peer_last_read": 0, "older_route": "admin:older",
+                   "monitor": True}
         return Template("_older_messages.html", context=context)
 
     @get("/c/{cid:str}/row", sync_to_thread=True, name="admin:row")

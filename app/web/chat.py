@@ -9,7 +9,7 @@ from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.exceptions import (
     ClientException,
     NotFoundException,
@@ -24,12 +24,14 @@ from app.chat import audit, links, quick_replies
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
+from app.chat.paging import id_from
 from app.chat.people import MAX_ID_LENGTH, can_talk, get_person_detached, get_user, may_sign_in, upsert_user
+from app.chat.recall import recall as recall_message
 from app.chat.sessions import end_sessions, live_owners, session_owner, start_session
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime import signout
-from app.realtime.bus import Delivery
+from app.realtime.bus import TYPING_EVERY_SECONDS, Delivery
 from app.web import bodies
 from app.web.audit_gate import record_unauthenticated
 from app.web.delivery import Work, admit, client_key, send_and_deliver
@@ -182,13 +184,19 @@ def total_headers(db: Session, user_id: str) -> dict[str, str]:
     return {"X-Kefu-Total-Unread": str(total), "X-Kefu-As-Of": str(as_of)}
 
 
-def text_sender(request: Request, state: State, raw_cid: str, body: str | None) -> Work:
-    """The work of sending a typed message, for `send_and_deliver` (runs in its worker thread)."""
+def text_sender(request: Request, state: State, raw_cid: str, body: str | None,
+                raw_reply_to: str | None = None) -> Work:
+    """The work of sending a typed message (quoting message `raw_reply_to` when given: InvalidInput naming the field
+    `reply_to` unless it is an id), for `send_and_deliver` (runs in its worker thread)."""
 
     def _work() -> tuple[msgs.Sent, User]:
         with state.sessions() as db:
             me = current_person(request, db, write=True, lookup=get_person_detached)
-            outgoing = msgs.Outgoing(parse_id(raw_cid), me.id, body, client_key=client_key(request))
+            reply_to = id_from(raw_reply_to) if raw_reply_to else None
+            if raw_reply_to and reply_to is None:
+                raise InvalidInput(_("引用的消息不在这个会话里。"), field="reply_to")
+            outgoing = msgs.Outgoing(parse_id(raw_cid), me.id, body, client_key=client_key(request),
+                                     reply_to=reply_to)
             return msgs.send(db, outgoing, admit(state, "message")), me
 
     return _work
@@ -358,7 +366,46 @@ class ChatController(Controller):
         when the send took too long); 401 when not signed in, 403 for a non-participant or an admin, 404 for no such
         conversation."""
         # The busiest route: one trip to a worker thread for the database, then publish from the event loop.
-        return await send_and_deliver(state, text_sender(request, state, cid, data.get("body")))
+        return await send_and_deliver(state, text_sender(request, state, cid, data.get("body"), data.get("reply_to")))
+
+    @post("/c/{cid:str}/messages/{mid:str}/recall", status_code=200, request_max_body_size=bodies.SMALL_FORM,
+          name="chat:recall")
+    async def recall(self, request: Request, state: State, cid: PathId, mid: PathId) -> Response:
+        """POST /chat/c/{cid}/messages/{mid}/recall: the sender takes message `mid` back within
+        recall.RECALL_SECONDS (2 minutes). 200 with the tombstone's HTML, both sides' streams hear `recall`;
+        recalling it again is 200 and changes nothing. 409 after the window, 403 for someone else's message, a
+        notice, a non-participant or an admin, 404 for no such message in that conversation."""
+
+        def _work() -> Delivery:
+            with state.sessions() as db:
+                me = current_person(request, db, write=True)
+                conversation_id = parse_id(cid)
+                convs.get_membership(db, conversation_id, me.id)
+                return state.bus.recall_delivery(recall_message(db, conversation_id, parse_id(mid), me.id))
+
+        delivery = await to_thread.run_sync(_work)
+        await state.bus.deliver(delivery)
+        return Response(delivery.html, media_type=MediaType.HTML)
+
+    @post("/c/{cid:str}/typing", status_code=204, request_max_body_size=bodies.SMALL_FORM, name="chat:typing")
+    async def typing(self, request: Request, state: State, cid: PathId) -> Response[None]:
+        """POST /chat/c/{cid}/typing: the person is typing; the other participant's streams (and the admins') hear
+        `typing`, at most once every TYPING_EVERY_SECONDS (3) per person and conversation (more often: 204, told to
+        nobody). Never stored. 401, 403 for a non-participant or an admin, 404 for no such conversation."""
+
+        def _work() -> Delivery | None:
+            with state.sessions() as db:
+                me = current_person(request, db, write=True)
+                conversation = convs.get_conversation(db, parse_id(cid))
+                convs.get_membership(db, conversation.id, me.id)
+                if state.limiter.retry_after(f"typing:{me.id}:{conversation.id}", 1, TYPING_EVERY_SECONDS):
+                    return None
+                return state.bus.typing_delivery(conversation.id, convs.participants(conversation), me.id)
+
+        delivery = await to_thread.run_sync(_work)
+        if delivery is not None:
+            await state.bus.deliver(delivery)
+        return Response(None, status_code=204)
 
     @post("/c/{cid:str}/read", status_code=204, request_max_body_size=bodies.SMALL_FORM, name="chat:read")
     async def read(

@@ -59,8 +59,8 @@ class FilesController(Controller):
     @get("/files/{mid:str}", sync_to_thread=True, name="file")
     def download(self, request: Request, state: State, db: Db, mid: PathId) -> File:
         """GET /files/{mid}: the file of message `mid`, images inline and other files as attachments (sandboxing CSP,
-        no-store). 401 when no one is signed in in this browser, 404 for no such file, 403 unless an admin or a
-        participant is signed in here."""
+        no-store). 401 when no one is signed in in this browser, 404 for no such file, and unless an admin or a
+        participant is signed in here (participants: 404 once the message is recalled)."""
         return self._send(request, state, db, parse_id(mid), thumbnail=False)
 
     @get("/files/{mid:str}/thumb", sync_to_thread=True, name="file:thumb")
@@ -76,7 +76,8 @@ class FilesController(Controller):
         message = db.get(Message, message_id)
         # someone who may not see the conversation gets what an id without a file gets: which ids carry files of
         # other people's conversations is not theirs to learn
-        if attachment is None or message is None or not may_see(request, db, message.conversation_id):
+        if attachment is None or message is None or not may_see(request, db, message.conversation_id,
+                                                                  message.recalled_at is not None):
             raise NotFoundException()
         relative = attachment.thumbnail_path if thumbnail and attachment.thumbnail_path else attachment.stored_path
         root = Path(state.settings.upload_dir).resolve()
@@ -102,9 +103,9 @@ class FilesController(Controller):
         )
 
 
-def may_see(request: Request, db: Session, conversation_id: int) -> bool:
+def may_see(request: Request, db: Session, conversation_id: int, recalled: bool = False) -> bool:
     """Admins, and any person signed in in this browser who takes part in the conversation (an <img> cannot
-    say which of the browser's people it acts for)."""
+    say which of the browser's people it acts for) unless the file's message was `recalled` (then admins only)."""
     if current_admin(request, db) is not None:
         return True
-    return any_takes_part(db, conversation_id, signed_in_people(request, db))
+    return not recalled and any_takes_part(db, conversation_id, signed_in_people(request, db))
