@@ -443,6 +443,7 @@
     const mid = Number(article.dataset.messageId);
     const fresh = firstTime(mid);
     insertMessage(article); // by id: a second copy is not inserted
+    document.dispatchEvent(new CustomEvent("kefu:message", { detail: article }));
     if (article.dataset.clientKey && article.dataset.senderId === me) storedByStream(article);
     const listed = updateListItem(article);
     if (!fresh) return;
@@ -509,6 +510,12 @@
       }));
       s.addEventListener("read", heard(s, (e) => applyRead(JSON.parse(e.data))));
       s.addEventListener("presence", heard(s, (e) => applyPresence(JSON.parse(e.data))));
+      // recalls and typing are conversation.js's: handed on as DOM events ("kefu:recall", "kefu:typing")
+      for (const kind of ["recall", "typing"]) {
+        s.addEventListener(kind, heard(s, (e) => {
+          document.dispatchEvent(new CustomEvent(`kefu:${kind}`, { detail: JSON.parse(e.data) }));
+        }));
+      }
       s.addEventListener("ping", heard(s, () => {}));
       // Too much happened while away to replay it all: the list and the open thread come again from the server.
       s.addEventListener("stale", heard(s, () => { caughtUp(); reloadThread(); }));
@@ -838,7 +845,9 @@
       if (error) error.textContent = "消息不能为空。";
       return;
     }
-    enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), text, form: { body: text } });
+    // the form's fields as they are (the text, and `reply_to` when it quotes a message)
+    const fields = Object.fromEntries(new FormData(form));
+    enqueue({ cid: openThread()?.dataset.conversationId, url: form.getAttribute("action"), text, form: fields });
     form.reset();
   });
   document.addEventListener("click", (e) => {
