@@ -20,6 +20,7 @@ import ipaddress
 import json
 import math
 import os
+import random
 import re
 import resource
 import shutil
@@ -796,6 +797,40 @@ class ReadReceipts:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class Typists:
+    """Optionally, everyone types all the time: each person POSTs /chat/c/{cid}/typing every `every` seconds (the
+    page's own pace, at most one per 3 s), each starting at a random moment, until stopped."""
+
+    def __init__(self, clients: Clients, pairs: Sequence[Pair], every: float = 3.0) -> None:
+        self.clients = clients
+        self.people = [(person, pair.conversation_id) for pair in pairs for person in (pair.buyer, pair.merchant)]
+        self.every = every
+        self.posted = 0
+        self.errors: Counter[str] = Counter()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._type(person, cid)) for person, cid in self.people]
+
+    async def _type(self, person: Person, cid: int) -> None:
+        await asyncio.sleep(random.uniform(0, self.every))
+        while True:
+            due = time.perf_counter() + self.every
+            try:
+                response = await self.clients.post(person, f"/chat/c/{cid}/typing", data={})
+                self.posted += 1
+                if response.status_code != 204:
+                    self.errors[f"HTTP {response.status_code}"] += 1
+            except httpx.HTTPError as error:
+                self.errors[type(error).__name__] += 1
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 IN_FLIGHT = 64  # POSTs handed to httpx at once (8 clients × 8 connections); the others wait their turn
 
 
@@ -992,6 +1027,10 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             if broker:
                 dead_streams, streams = await verify_streams(clients, pairs, server, args.concurrency)
             reads = ReadReceipts(clients, pairs) if args.reads else None
+            typists = Typists(clients, pairs) if args.typing else None
+            if typists is not None:
+                log(f"everyone types: {len(typists.people)} people, one typing POST every 3 s each")
+                typists.start()
             if args.warmup > 0:
                 log(f"warm-up: {args.warmup} s at {args.rate}/s")
                 await chat(clients, pairs, args.rate, args.warmup, args.max_messages, args.grace)
@@ -1007,6 +1046,9 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             await profiler.stop()
             if reads is not None:
                 await reads.drain()
+            typing_events = sum(st.counts["typing"] for st in streams)
+            if typists is not None:
+                await typists.stop()
             rss_after = server.rss_kib()
             await close_all(streams)
     finally:
@@ -1019,6 +1061,10 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "read_receipts": bool(args.reads),
         **result,
+        "typing": bool(args.typing),
+        "typing_posts": typists.posted if typists else 0,
+        "typing_errors": dict(typists.errors) if typists else {},
+        "typing_events_received": typing_events,
         "read_posts": reads.sent if reads else 0,
         "read_errors": reads.errors if reads else 0,
         "stream_errors": sum(s.counts["errors"] for s in streams),
@@ -1247,6 +1293,8 @@ def parser() -> argparse.ArgumentParser:
     latency.add_argument("--duration", type=positive(float, MAX_DURATION), default=30.0)
     latency.add_argument("--warmup", type=float, default=3.0, help="seconds at the rate before measuring")
     latency.add_argument("--workers", type=positive(int, 16), nargs=1, default=[1])
+    latency.add_argument("--typing", action="store_true", help="everyone also types: a typing POST every 3 s "
+                         "per person, from before the warm-up to the end")
     latency.add_argument("--reads", action="store_true", help="also mark every arriving message read, as a "
                          "visible tab does (POST /chat/c/{cid}/read)")
 

@@ -8,6 +8,7 @@ messages; a tab that was away when it happened shows the tombstone when it comes
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -16,7 +17,8 @@ from litestar.testing import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import AuditEntry, Message, utcnow
+from app.chat.webhooks import add_webhook
+from app.db.models import AuditEntry, Message, WebhookDelivery, utcnow
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.api_support import Api
 from tests.file_samples import pdf_bytes, upload
@@ -70,6 +72,20 @@ def test_the_sender_recalls_and_both_sides_see_a_tombstone_not_the_text(app_clie
     # recalling it again changes nothing and still answers with the tombstone
     again = recall(app_client, token, cid, mid)
     assert again.status_code == 200 and 'data-recalled="true"' in again.text
+
+
+def test_the_marketplace_hears_of_the_recall_by_webhook(app_client: TestClient, db: Session) -> None:
+    hook = add_webhook(db, "http://127.0.0.1:9/kefu-events", ["message.recalled"], private_allowed=True)
+    db.commit()
+    token, cid = sign_in_to(app_client, "b1", "m1")
+    mid = sent(app_client, token, cid, SECRET)
+    assert recall(app_client, token, cid, mid).status_code == 200
+    db.rollback()
+    delivery = db.scalars(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)).one()
+    payload = json.loads(delivery.payload)
+    assert payload["type"] == "message.recalled" and delivery.event == "message.recalled"
+    assert payload["data"]["id"] == mid and payload["data"]["sender_id"] == "b1" and payload["data"]["recalled_at"]
+    assert SECRET not in delivery.payload
 
 
 def test_admins_still_read_the_original_marked_recalled(app_client: TestClient, db: Session) -> None:
