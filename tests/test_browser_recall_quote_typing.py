@@ -7,10 +7,15 @@ a click on the quote goes to the original even when it is pages back.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import update
 
 from app.chat import messages as msgs
+from app.db.models import Message, utcnow
 from tests.seeding import converse, say, say_all, with_session
 from tests.support import ServerProcess, open_chat, send
 
@@ -88,4 +93,20 @@ def test_a_reply_quotes_and_a_click_on_the_quote_goes_to_the_original_pages_back
     quote.click()
     original = buyer.locator(f'[data-testid="message"][data-message-id="{first}"]')
     expect(original).to_be_in_viewport()
+    assert buyer.js_errors == []
+
+
+def test_a_recall_too_late_says_why_and_the_message_stays(browser, server: ServerProcess,  # type: ignore[no-untyped-def]
+                                                           sqlite_url: str) -> None:
+    buyer = open_chat(browser, server, "user_id=b1&target=m1", SIZES["desk"])
+    send(buyer, "这条留着")
+    expect(message(buyer, "这条留着")).to_have_attribute("data-message-id", re.compile(r"\d+"))
+    with with_session(sqlite_url) as db:  # the page still thinks it is fresh; the server knows better
+        db.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=5)))
+        db.commit()
+    message(buyer, "这条留着").locator(".msg-bubble").click()
+    buyer.get_by_test_id("recall-button").click()
+    expect(buyer.get_by_test_id("toast")).to_have_text("发出超过 2 分钟的消息不能撤回。")
+    expect(message(buyer, "这条留着")).not_to_have_attribute("data-recalled", "true")
+    expect(buyer.get_by_test_id("recall-button")).to_have_count(0)  # the button goes with the window
     assert buyer.js_errors == []

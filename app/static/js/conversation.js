@@ -21,19 +21,7 @@
     if (actingAs) headers["X-Kefu-As"] = actingAs;
     return fetch(url, { method: "POST", headers, credentials: "same-origin" });
   }
-  function toast(text) { // kefu.js's toast element, if it made one; else a simple one of the same kind
-    let box = $('[data-testid="toast"]');
-    if (!box) {
-      box = document.createElement("div");
-      box.className = "toast";
-      box.dataset.testid = "toast";
-      box.setAttribute("role", "status");
-      body.appendChild(box);
-    }
-    box.textContent = text;
-    box.hidden = false;
-    setTimeout(() => { box.hidden = true; }, 6000);
-  }
+  const toast = (text) => document.dispatchEvent(new CustomEvent("kefu:toast", { detail: text })); // kefu.js shows it
 
   // --- typing: say so at most every 3 s while writing; show the other side's for 6 s or until their message ---
   const lastTyped = new Map(); // conversation id -> when we last said so
@@ -123,7 +111,7 @@
       row.appendChild(bar);
     }
     bar.replaceChildren(toolButton("引用", "quote-button"));
-    if (article.dataset.senderId === me && Date.now() - sentAt(article) < RECALL_MS) {
+    if (article.dataset.senderId === me && !article.dataset.recallClosed && Date.now() - sentAt(article) < RECALL_MS) {
       bar.appendChild(toolButton("撤回", "recall-button"));
     }
     return bar;
@@ -177,7 +165,7 @@
       tpl.innerHTML = await answer.text();
       reason = tpl.content.querySelector('[data-testid="error"] h1 + p')?.textContent?.trim()
         || `没能撤回（${answer.status}）。`;
-      if (answer.status === 409) tools(article); // the window closed: the button goes
+      if (answer.status === 409) { button.remove(); article.dataset.recallClosed = "true"; } // the window closed
     }
     toast(reason);
   });

@@ -873,6 +873,7 @@
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => { box.hidden = true; }, 6000);
   }
+  document.addEventListener("kefu:toast", (e) => toast(String(e.detail))); // other scripts' notes
   document.addEventListener("htmx:sendError", () => toast("没能打开：网络不稳定或服务器正在重启，请稍后再试。"));
   document.addEventListener("htmx:responseError", (e) => {
     const xhr = e.detail.xhr;
