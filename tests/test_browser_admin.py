@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from app.chat.admins import create_admin
 from app.db.engine import make_engine, make_sessionmaker
@@ -80,3 +81,32 @@ def test_the_monitor_fits_a_phone_and_a_tablet(browser, server: ServerProcess, a
         page.locator('[data-testid="thread"] [data-testid="message"]', has_text="手机上的监控台").wait_for()
         assert page.locator('[data-testid="col-thread"]').is_visible()
         assert page.locator('[data-testid="composer"]').count() == 0
+
+
+def test_the_monitor_shows_who_types_and_the_original_of_a_recall(browser, server: ServerProcess,  # type: ignore[no-untyped-def]
+                                                                 admin_account) -> None:
+    username, password = admin_account
+    b1 = open_chat(browser, server, "user_id=b1&target=m1")
+    send(b1, "先说一句")
+    b1.locator('[data-testid="message"]', has_text="先说一句").wait_for()
+    admin = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN").new_page()
+    errors: list[str] = []
+    admin.on("pageerror", lambda error: errors.append(str(error)))
+    admin.goto(f"{server.url}/login")
+    admin.fill("input[name=username]", username)
+    admin.fill("input[name=password]", password)
+    admin.click("button[type=submit]")
+    admin.wait_for_selector('[data-testid="connection"][data-state="open"]')
+    admin.locator('[data-testid="conversation"][data-user-a="b1"][data-user-b="m1"]').click()
+    admin.locator('[data-testid="thread"] [data-testid="message"]', has_text="先说一句").wait_for()
+
+    b1.locator("textarea[name=body]").press_sequentially("写错了", delay=20)
+    expect(admin.get_by_test_id("typing")).to_have_text("保安堂药房正在输入…")
+    b1.keyboard.press("Enter")
+    wrong = admin.locator('[data-testid="thread"] [data-testid="message"]', has_text="写错了")
+    wrong.wait_for()
+    b1.locator('[data-testid="message"]', has_text="写错了").locator(".msg-bubble").click()
+    b1.get_by_test_id("recall-button").click()
+    expect(wrong).to_have_attribute("data-recalled", "true")
+    expect(wrong.get_by_test_id("recalled-original")).to_contain_text("写错了")  # the admin still reads it
+    assert errors == []
