@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -36,6 +37,18 @@ def open_cid(raw: str | None) -> int | None:
     return parse_id(raw) if raw else None
 
 
+def changed(db: Session, me: User, form: dict[str, str], change: Callable[[], object]) -> Template:
+    """The panel after `change` (committed), or with its InvalidInput as the error line (422, nothing changed); the
+    open conversation is the form's `cid`."""
+    try:
+        change()
+    except InvalidInput as error:
+        db.rollback()
+        return panel(db, me, open_cid(form.get("cid")), str(error), 422)
+    db.commit()
+    return panel(db, me, open_cid(form.get("cid")))
+
+
 class QuickRepliesController(Controller):
     path = "/chat/quick-replies"
     include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
@@ -54,13 +67,7 @@ class QuickRepliesController(Controller):
         """POST /chat/quick-replies/ (form `body`, `cid`): adds a quick reply at the end of the list. 200 with the
         panel; 422 with the panel and the error for text not accepted or one reply too many; 403 for buyers and
         admins."""
-        try:
-            replies.create(db, writer, data.get("body"))
-        except InvalidInput as error:
-            db.rollback()
-            return panel(db, writer, open_cid(data.get("cid")), str(error), 422)
-        db.commit()
-        return panel(db, writer, open_cid(data.get("cid")))
+        return changed(db, writer, data, lambda: replies.create(db, writer, data.get("body")))
 
     @post("/{rid:str}", sync_to_thread=True, status_code=200, request_max_body_size=bodies.QUICK_REPLY_FORM,
           name="quick-replies:edit")
@@ -68,13 +75,7 @@ class QuickRepliesController(Controller):
         """POST /chat/quick-replies/{rid} (form `body`, `cid`): new text for one's quick reply. 200 with the panel; 422
         with the panel and the error for text not accepted; 403 (not one's own, a buyer, an admin), 404 (no such
         reply)."""
-        try:
-            replies.update(db, writer, parse_id(rid), data.get("body"))
-        except InvalidInput as error:
-            db.rollback()
-            return panel(db, writer, open_cid(data.get("cid")), str(error), 422)
-        db.commit()
-        return panel(db, writer, open_cid(data.get("cid")))
+        return changed(db, writer, data, lambda: replies.update(db, writer, parse_id(rid), data.get("body")))
 
     @post("/{rid:str}/delete", sync_to_thread=True, status_code=200, request_max_body_size=bodies.SMALL_FORM,
           name="quick-replies:delete")
