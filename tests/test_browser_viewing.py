@@ -82,7 +82,7 @@ def test_messages_are_grouped_by_the_readers_local_day(  # type: ignore[no-untyp
     while b1.locator('[data-testid="load-older"]').count():
         before = b1.locator(MESSAGES).count()
         b1.locator('[data-testid="load-older"]').click()
-        b1.wait_for_function("(n) => document.querySelectorAll('[data-testid=thread] [data-testid=message]').length > n",
+        b1.wait_for_function("(n) => document.querySelectorAll('#thread [data-testid=message]').length > n",
                              arg=before)
     assert b1.locator(MESSAGES).count() == len(moments)
     b1.wait_for_function("(n) => document.querySelectorAll('[data-testid=day-separator]').length === n",
