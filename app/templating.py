@@ -4,10 +4,15 @@ for the event stream (replay) outside any request."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime
 from functools import cache
 
+import emoji
+import regex
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from linkify_it import LinkifyIt
+from markupsafe import Markup, escape
 
 from app import PACKAGE
 from app.i18n import gettext, ngettext
@@ -50,6 +55,79 @@ def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# --- links and emoji in a message's text ---
+
+_linkifiers = threading.local()  # a LinkifyIt keeps the state of its last match: one per thread
+
+
+def _linkifier() -> LinkifyIt:
+    found = getattr(_linkifiers, "one", None)
+    if found is None:
+        # http(s) links and bare "www." addresses only: no ftp:, protocol-relative //, mailto: or e-mail addresses
+        found = LinkifyIt().add("ftp:", None).add("//", None).add("mailto:", None)
+        found.set({"fuzzy_email": False, "fuzzy_ip": False, "fuzzy_link": True})
+        _linkifiers.one = found
+    return found
+
+
+LINK = Markup('<a data-testid="link" href="{}" rel="noopener noreferrer nofollow" target="_blank">{}</a>')
+
+
+def linked(text: str | None) -> Markup:
+    """A message's text as HTML (the `linked` filter): escaped, with each http:// or https:// URL and each bare
+    "www." address made a link (`data-testid="link"`, opening in a new tab with rel="noopener noreferrer nofollow").
+    A "www." address gets "https://" (the secure scheme every browser now tries first; a plain-HTTP link opened from
+    a chat could be rewritten on the way). Nothing else becomes a link: no other scheme (javascript:, data:, mailto:,
+    ftp:), no bare domain without "www.", no e-mail address. Links are found by linkify-it-py; "" for None."""
+    if not text:
+        return Markup("")
+    finder = _linkifier()
+    parts: list[str] = []
+    done = 0
+    start = 0
+    for piece in _AFTER_CJK.split(text):
+        matches = finder.match(piece) if finder.pretest(piece) else None
+        for match in matches or []:
+            scheme = match.schema.lower()
+            if scheme in ("http:", "https:"):
+                href = match.url
+            elif scheme == "" and match.raw[:4].lower() == "www.":
+                href = "https://" + match.raw
+            else:
+                continue
+            parts.append(escape(text[done:start + match.index]))
+            parts.append(LINK.format(href, match.raw))
+            done = start + match.last_index
+        start += len(piece)
+    parts.append(escape(text[done:]))
+    return Markup("").join(parts)
+
+
+# linkify-it wants a link to start a word, and takes full-width punctuation into a link's path; Chinese is written
+# without spaces ("看这个https://…，谢谢", "访问www.…。"), so the text is also cut where a link starts right after a
+# character outside ASCII, and before each CJK or full-width punctuation mark (Chinese letters stay: 例子.中国/路径)
+_AFTER_CJK = regex.compile(r"(?<=[^\x00-\x7F])(?=(?i:https?://|www\.))|(?=[\u3000-\u303F\uFF01-\uFF0F\uFF1A-\uFF20"
+                           r"\uFF3B-\uFF40\uFF5B-\uFF65])")
+
+
+MOST_EMOJI = 3  # a message of one to this many emoji (and spaces) is shown large
+
+
+def _shown_as_emoji(grapheme: str) -> bool:
+    # an emoji that is drawn as a picture: one with emoji presentation (😀), or a sequence (❤️, 👍🏽, 🇨🇳, 👨‍👩‍👧);
+    # a lone text-style character such as © or ❤ is text
+    return emoji.is_emoji(grapheme) and (len(grapheme) > 1 or bool(regex.match(r"\p{Emoji_Presentation}", grapheme)))
+
+
+def emoji_only(text: str | None) -> bool:
+    """Whether a message's whole text is one to three emoji, spaces aside (the `emoji_only` filter): graphemes (Unicode
+    extended grapheme clusters, so 👨‍👩‍👧 or 🇨🇳 count once) that are emoji drawn as pictures."""
+    if not text or len(text) > 64:
+        return False
+    graphemes = [g for word in text.split() for g in regex.findall(r"\X", word)]
+    return 0 < len(graphemes) <= MOST_EMOJI and all(_shown_as_emoji(g) for g in graphemes)
+
+
 THUMB = 240  # the largest side of an image in the thread, in CSS pixels
 
 
@@ -75,8 +153,8 @@ def thumb_height(height: int | None, width: int | None) -> int:
 @cache
 def environment() -> Environment:
     """The app's one Jinja environment (built once per process): templates/ with autoescaping, gettext in the current
-    request's language, `static` for versioned static URLs, and the iso, clock, preview, thumb_width, thumb_height and
-    filesize filters."""
+    request's language, `static` for versioned static URLs, and the iso, clock, preview, linked, emoji_only, thumb_width
+    and thumb_height filters (and Jinja's own, filesizeformat among them)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -86,7 +164,8 @@ def environment() -> Environment:
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["static"] = static_url
-    env.filters.update(iso=iso, clock=clock, preview=preview, thumb_width=thumb_width, thumb_height=thumb_height)
+    env.filters.update(iso=iso, clock=clock, preview=preview, linked=linked, emoji_only=emoji_only,
+                       thumb_width=thumb_width, thumb_height=thumb_height)
     return env
 
 

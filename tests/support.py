@@ -183,9 +183,10 @@ def concrete(path: str) -> str:
 # --- browser pages ---
 
 def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = (1280, 800),  # type: ignore[no-untyped-def]
-              prepare=None):
-    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads."""
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
+              prepare=None, **context_options):
+    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads;
+    `context_options` go to Playwright's new_context (timezone_id, permissions, has_touch…)."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN", **context_options)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -18,7 +18,7 @@ FROM_B1 = '[data-testid="thread"] [data-testid="message"][data-sender-id="b1"]'
 FROM_M1 = '[data-testid="thread"] [data-testid="message"][data-sender-id="m1"]'
 
 
-def test_an_uploaded_image_appears_live_as_a_thumbnail_that_opens_full_size(  # type: ignore[no-untyped-def]
+def test_an_uploaded_image_appears_live_as_a_thumbnail_that_links_to_the_full_size(  # type: ignore[no-untyped-def]
     browser, server: ServerProcess, tmp_path: Path
 ) -> None:
     photo = tmp_path / "包装照片.png"
@@ -45,8 +45,8 @@ def test_an_uploaded_image_appears_live_as_a_thumbnail_that_opens_full_size(  # 
     assert m1.locator('[data-testid="conversation"][data-peer-id="b1"] .conv-preview').inner_text() == "[图片]"
 
     message_id = m1.locator(FROM_B1).get_attribute("data-message-id")
-    with m1.context.expect_page() as opened:
-        image.click()
+    with m1.context.expect_page() as opened:  # a click opens it in the page (test_browser_viewing); the link is kept
+        image.click(modifiers=["Control"])
     full = opened.value
     full.wait_for_load_state()
     assert full.url == f"{server.url}/files/{message_id}"

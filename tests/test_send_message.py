@@ -177,7 +177,7 @@ def unlimited_client(database_url: str, tmp_path: Path):  # type: ignore[no-unty
 
 def shown_text(page: str, message_id: str) -> str:
     """The text of message `message_id`'s bubble, unescaped, as a person reads it."""
-    found = re.search(rf'data-message-id="{message_id}".*?<div class="msg-bubble">(.*?)</div>', page, re.S)
+    found = re.search(rf'data-message-id="{message_id}".*?<div class="msg-bubble"[^>]*>(.*?)</div>', page, re.S)
     assert found is not None
     assert "<script" not in found.group(1) and "<a " not in found.group(1)
     return html.unescape(found.group(1))

@@ -405,7 +405,7 @@
   document.addEventListener("pointerdown", unlockAudio, { once: true });
   document.addEventListener("keydown", unlockAudio, { once: true });
   function ding() {
-    if (!audio || audio.state !== "running") return;
+    if (!audio || audio.state !== "running" || body.dataset.sound === "off") return; // the switch: composer.js
     const osc = audio.createOscillator();
     const gain = audio.createGain();
     osc.frequency.value = 880;
@@ -418,25 +418,12 @@
   function notify(article) {
     ding();
     if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+    if (body.dataset.notify === "off") return; // switched off on this device (composer.js)
     const name = $(".msg-sender", article)?.textContent || "";
     const n = new Notification(name, { body: article.dataset.preview || "", tag: "kefu-" + article.dataset.conversationId });
     n.onclick = () => { window.focus(); n.close(); };
   }
-  function showNotifyState() {
-    const state = $(".notify-state");
-    if (!state) return;
-    if (!("Notification" in window)) state.textContent = "此浏览器不支持通知";
-    else state.textContent = { granted: "已开启", denied: "已被浏览器拒绝", default: "" }[Notification.permission];
-  }
-  document.addEventListener("click", (e) => {
-    if (!e.target.closest(".notify-toggle")) return;
-    unlockAudio();
-    ding();
-    if ("Notification" in window && Notification.permission === "default") {
-      Notification.requestPermission().then(showNotifyState);
-    }
-    showNotifyState();
-  });
+  // the switches for both, and what they say: composer.js
 
   // --- a message, from the stream or as the answer to one's own POST: each effect once per message id ---
   function onMessage(article) {
@@ -1072,7 +1059,6 @@
   for (const m of $$('[data-testid="message"]')) firstTime(Number(m.dataset.messageId));
   scrollToBottom();
   setTotalUnread(totalUnread);
-  showNotifyState();
   stream.open();
   restore(); // sends this tab had not finished before a reload go on
   checkSeen();
