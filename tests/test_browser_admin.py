@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from app.chat.admins import create_admin
 from app.db.engine import make_engine, make_sessionmaker
+from tests.seeding import converse, say, with_session
 from tests.support import ServerProcess, open_chat, send
 
 pytestmark = pytest.mark.browser
@@ -84,11 +85,11 @@ def test_the_monitor_fits_a_phone_and_a_tablet(browser, server: ServerProcess, a
 
 
 def test_the_monitor_shows_who_types_and_the_original_of_a_recall(browser, server: ServerProcess,  # type: ignore[no-untyped-def]
-                                                                 admin_account) -> None:
+                                                                 admin_account, sqlite_url: str) -> None:
     username, password = admin_account
+    with with_session(sqlite_url) as db:  # stored before anyone types (typing is said at most once per 3 s)
+        say(db, converse(db, "b1", "m1"), "b1", "先说一句")
     b1 = open_chat(browser, server, "user_id=b1&target=m1")
-    send(b1, "先说一句")
-    b1.locator('[data-testid="message"]', has_text="先说一句").wait_for()
     admin = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN").new_page()
     errors: list[str] = []
     admin.on("pageerror", lambda error: errors.append(str(error)))
