@@ -7,6 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from functools import cache
 
+import regex
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app import PACKAGE
@@ -48,6 +49,22 @@ def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_GRAPHEME = regex.compile(r"\X")
+_IDEOGRAPH = regex.compile(r"^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]$")
+
+
+def initials(name: str) -> str:
+    """What a person's avatar shows (the `initials` filter): the first two characters of a Chinese (Japanese, Korean)
+    name, so that 保安堂药房 (保安) and 保和堂医药集团 (保和) differ; otherwise the whole first grapheme ("🇨🇳" of
+    "🇨🇳药房", "É" of "Élodie", never half of one), upper-cased; "?" for a name with nothing visible."""
+    graphemes = [g for g in _GRAPHEME.findall(name.strip()) if not g.isspace()][:2]
+    if not graphemes:
+        return "?"
+    if len(graphemes) == 2 and all(_IDEOGRAPH.match(g) for g in graphemes):
+        return "".join(graphemes)
+    return graphemes[0].upper()
+
+
 THUMB = 240  # the largest side of an image in the thread, in CSS pixels
 
 
@@ -73,8 +90,8 @@ def thumb_height(height: int | None, width: int | None) -> int:
 @cache
 def environment() -> Environment:
     """The app's one Jinja environment (built once per process): templates/ with autoescaping, gettext in the current
-    request's language, `static` for versioned static URLs, and the iso, clock, preview, thumb_width, thumb_height and
-    filesize filters."""
+    request's language, `static` for versioned static URLs, and the initials, iso, clock, preview, thumb_width,
+    thumb_height and filesize filters."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -84,7 +101,8 @@ def environment() -> Environment:
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["static"] = static_url
-    env.filters.update(iso=iso, clock=clock, preview=preview, thumb_width=thumb_width, thumb_height=thumb_height)
+    env.filters.update(initials=initials, iso=iso, clock=clock, preview=preview, thumb_width=thumb_width,
+                       thumb_height=thumb_height)
     return env
 
 
