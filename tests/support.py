@@ -183,9 +183,11 @@ def concrete(path: str) -> str:
 # --- browser pages ---
 
 def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = (1280, 800),  # type: ignore[no-untyped-def]
-              prepare=None):
-    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads."""
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
+              prepare=None, touch: bool = False):
+    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads. `touch`: a
+    phone or tablet (a touch screen, `pointer: coarse`, a mobile viewport)."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN",
+                                  has_touch=touch, is_mobile=touch)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
