@@ -163,7 +163,8 @@ def test_on_a_touch_screen_enter_is_a_new_line_and_the_send_button_sends(browser
     phone.locator('[data-testid="composer"] button[type=submit]').tap()
     sent = phone.locator('[data-testid="message"][data-sender-id="b1"]')
     sent.wait_for()
-    assert sent.locator(".msg-bubble").inner_text() == "\n".join(["第一行", "第二行"] + [f"第{n}行" for n in range(3, 9)])
+    lines = ["第一行", "第二行"] + [f"第{n}行" for n in range(3, 9)]
+    assert sent.locator(".msg-bubble").inner_text() == "\n".join(lines)
     expect(area).to_have_value("")
     phone.wait_for_function("(h) => document.querySelector('textarea[name=body]').getBoundingClientRect().height === h",
                             arg=empty)  # back to its empty size
