@@ -47,7 +47,8 @@
   }, true);
   function fitViewport() {
     const vv = window.visualViewport;
-    if (vv) document.documentElement.style.setProperty("--vvh", `${Math.round(vv.height)}px`);
+    // the keyboard makes the visual viewport shorter; a pinch-zoom only scales it (height × scale stays the screen's)
+    if (vv) document.documentElement.style.setProperty("--vvh", `${Math.round(vv.height * vv.scale)}px`);
     const s = scroller();
     if (s && atBottom) s.scrollTop = s.scrollHeight;
   }
