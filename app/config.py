@@ -17,6 +17,7 @@ log = logging.getLogger("kefu")
 
 DEFAULT_DATABASE_URL = "sqlite:///var/kefu.db"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_SUPPORT_USER = "p1"
 
 
 @cache
@@ -87,6 +88,7 @@ class Settings:
     webhook_private_targets: bool = False  # webhooks may go to loopback and private addresses
     worker_threads: int = 16  # database work runs in threads; more of them only fight over the GIL
     timezone: str = DEFAULT_TIMEZONE  # the days of statistics and the times of the audit log
+    support_user: str = DEFAULT_SUPPORT_USER  # the platform's support person: buyers' and merchants' "联系平台客服"
 
     def __post_init__(self) -> None:
         time_zone(self.timezone)  # an unknown zone stops the start, with one clear line
@@ -128,6 +130,7 @@ class Settings:
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",
             "trusted_proxies": tuple(p.strip() for p in env.get("KEFU_TRUSTED_PROXIES", "").split(",") if p.strip()),
             "timezone": env.get("KEFU_TIMEZONE", "").strip() or DEFAULT_TIMEZONE,
+            "support_user": env.get("KEFU_SUPPORT_USER", "").strip() or DEFAULT_SUPPORT_USER,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -128,6 +128,22 @@ def emoji_only(text: str | None) -> bool:
     return 0 < len(graphemes) <= MOST_EMOJI and all(_shown_as_emoji(g) for g in graphemes)
 
 
+_GRAPHEME = regex.compile(r"\X")
+_IDEOGRAPH = regex.compile(r"^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]$")
+
+
+def initials(name: str) -> str:
+    """What a person's avatar shows (the `initials` filter): the first two characters of a Chinese (Japanese, Korean)
+    name, so that 保安堂药房 (保安) and 保和堂医药集团 (保和) differ; otherwise the whole first grapheme ("🇨🇳" of
+    "🇨🇳药房", "É" of "Élodie", never half of one), upper-cased; "?" for a name with nothing visible."""
+    graphemes = [g for g in _GRAPHEME.findall(name.strip()) if not g.isspace()][:2]
+    if not graphemes:
+        return "?"
+    if len(graphemes) == 2 and all(_IDEOGRAPH.match(g) for g in graphemes):
+        return "".join(graphemes)
+    return graphemes[0].upper()
+
+
 THUMB = 240  # the largest side of an image in the thread, in CSS pixels
 
 
@@ -153,8 +169,8 @@ def thumb_height(height: int | None, width: int | None) -> int:
 @cache
 def environment() -> Environment:
     """The app's one Jinja environment (built once per process): templates/ with autoescaping, gettext in the current
-    request's language, `static` for versioned static URLs, and the iso, clock, preview, linked, emoji_only, thumb_width
-    and thumb_height filters (and Jinja's own, filesizeformat among them)."""
+    request's language, `static` for versioned static URLs, and the initials, iso, clock, preview, linked, emoji_only,
+    thumb_width and thumb_height filters (and Jinja's own, filesizeformat among them)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -164,7 +180,7 @@ def environment() -> Environment:
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["static"] = static_url
-    env.filters.update(iso=iso, clock=clock, preview=preview, linked=linked, emoji_only=emoji_only,
+    env.filters.update(initials=initials, iso=iso, clock=clock, preview=preview, linked=linked, emoji_only=emoji_only,
                        thumb_width=thumb_width, thumb_height=thumb_height)
     return env
 

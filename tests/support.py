@@ -183,10 +183,12 @@ def concrete(path: str) -> str:
 # --- browser pages ---
 
 def open_chat(browser, server: ServerProcess, query: str, size: tuple[int, int] = (1280, 800),  # type: ignore[no-untyped-def]
-              prepare=None, **context_options):
-    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads;
-    `context_options` go to Playwright's new_context (timezone_id, permissions, has_touch…)."""
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN", **context_options)
+              prepare=None, touch: bool = False, **context_options):
+    """A new browser context with the chat open at `query`; `prepare(page)` runs before the page loads. `touch`: a
+    phone or tablet (a touch screen, `pointer: coarse`, a mobile viewport); `context_options` go to Playwright's
+    new_context (timezone_id, permissions…)."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN",
+                                  has_touch=touch, is_mobile=touch, **context_options)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -213,19 +213,26 @@ def test_layout_by_width(browser, server: ServerProcess) -> None:  # type: ignor
 
     tablet = open_chat(browser, server, "user_id=b1&target=m1", TABLET)
     assert visible_columns(tablet) == {"col-list": True, "col-thread": True, "col-info": False, "bottom-nav": False}
+    assert tablet.locator('[data-testid="info-toggle"]').is_visible()  # the third column as a drawer
 
     phone = open_chat(browser, server, "user_id=b1", PHONE)
     assert visible_columns(phone) == {"col-list": True, "col-thread": False, "col-info": False, "bottom-nav": True}
     phone.locator('[data-testid="conversation"][data-peer-id="m1"]').click()
     phone.locator('[data-testid="thread"]').wait_for()
-    assert visible_columns(phone) == {"col-list": False, "col-thread": True, "col-info": False, "bottom-nav": True}
+    # inside a thread the whole screen is the thread's: no bottom navigation; back goes to the list
+    assert visible_columns(phone) == {"col-list": False, "col-thread": True, "col-info": False, "bottom-nav": False}
+    phone.locator('[data-testid="back"]').click()
+    assert visible_columns(phone) == {"col-list": True, "col-thread": False, "col-info": False, "bottom-nav": True}
     phone.locator('[data-testid="bottom-nav"] [data-show-view="info"]').click()
     assert visible_columns(phone) == {"col-list": False, "col-thread": False, "col-info": True, "bottom-nav": True}
     phone.locator('[data-testid="bottom-nav"] [data-show-view="thread"]').click()
-    assert visible_columns(phone) == {"col-list": False, "col-thread": True, "col-info": False, "bottom-nav": True}
+    assert visible_columns(phone) == {"col-list": False, "col-thread": True, "col-info": False, "bottom-nav": False}
 
     if os.environ.get("KEFU_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         desk.screenshot(path=SCREENSHOTS / "desk.png")
         m1.close()
         phone.screenshot(path=SCREENSHOTS / "phone.png")
+        tablet.locator('[data-testid="info-toggle"]').click()
+        tablet.locator('[data-testid="col-info"]').wait_for()
+        tablet.screenshot(path=SCREENSHOTS / "tablet.png")

@@ -13,7 +13,7 @@ from tests.dom import Element, parse
 from tests.support import sign_in
 
 PAGE_SIZE = 30
-THE_START = "以上是全部消息"
+THE_START = "会话从这里开始"
 
 
 def conversation_of(db: Session, count: int) -> tuple[int, list[int]]:

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.chat.paging import page_of
 from app.db.models import AuditEntry
+from app.i18n import gettext as _
 
 ACTIONS = (
     "admin.sign_in",
@@ -21,6 +22,24 @@ ACTIONS = (
     "message.recalled",
 )
 PAGE_SIZE = 50
+
+
+def label(action: str) -> str:
+    """What an audit action means, in words for the reader (zh-CN first: "admin.sign_in" is "管理员登录"); an action
+    without a label of its own (one added later) shows as its code."""
+    labels = {
+        "admin.sign_in": _("管理员登录"),
+        "admin.sign_in_failed": _("管理员登录失败"),
+        "admin.sign_in_throttled": _("登录尝试过多，已限制"),
+        "admin.created": _("创建管理员"),
+        "admin.password_changed": _("修改管理员密码"),
+        "admin.disabled": _("停用管理员"),
+        "admin.enabled": _("启用管理员"),
+        "link.sign_in": _("通过链接登录"),
+        "link.refused": _("登录链接被拒绝"),
+        "message.recalled": _("撤回消息"),
+    }
+    return labels.get(action, action)
 MAX_ACTOR = 64
 
 

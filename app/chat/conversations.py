@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,8 @@ def get_or_create_conversation(session: Session, me: User, peer: User) -> Conver
     now = utcnow()
     try:
         with session.begin_nested():
-            conversation = Conversation(user_a=user_a, user_b=user_b, created_at=now, last_activity_at=now)
+            conversation = Conversation(user_a=user_a, user_b=user_b, created_at=now, last_activity_at=now,
+                                        opened_by=me.id)
             session.add(conversation)
             session.flush()
             session.add_all(
@@ -134,15 +135,24 @@ def participants(conversation: Conversation) -> tuple[str, str]:
     return conversation.user_a, conversation.user_b
 
 
+def listed(user_id: str) -> ColumnElement[bool]:
+    """The condition (on Conversation) under which a conversation is in `user_id`'s list: it has a message, or they
+    opened it (or it was opened before the opener was kept)."""
+    return or_(Conversation.last_message_id.is_not(None), Conversation.opened_by.is_(None),
+               Conversation.opened_by == user_id)
+
+
 def list_conversations(
     session: Session, user_id: str, before: ListCursor | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[ConversationItem], ListCursor | None]:
-    """A page of the person's conversations, newest activity first, and the cursor of the next page."""
+    """A page of the person's conversations, newest activity first, and the cursor of the next page. A conversation
+    without a message yet is listed only for the person who opened it: the other side hears of it with its first
+    message (`listed`)."""
     query = (
         select(Member, Conversation, User)
         .join(Conversation, Conversation.id == Member.conversation_id)
         .join(User, User.id == Member.peer_id)
-        .where(Member.user_id == user_id)
+        .where(Member.user_id == user_id, listed(user_id))
         .order_by(Member.last_activity_at.desc(), Member.conversation_id.desc())
         .limit(limit + 1)
     )

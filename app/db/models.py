@@ -89,6 +89,8 @@ class Conversation(Base):
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+    # who opened it: until its first message, it is listed for them only (None: opened before this was kept)
+    opened_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Member(Base):

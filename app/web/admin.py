@@ -172,7 +172,7 @@ class AdminController(Controller):
         chosen = action if action in audit.ACTIONS else None
         rows, next_before = audit.entries(db, parse_id(before) if before else None, chosen)
         context = {"admin": admin, "entries": rows, "actions": audit.ACTIONS, "action": chosen,
-                   "next_before": next_before, "zone": request.app.state.settings.zone}
+                   "next_before": next_before, "zone": request.app.state.settings.zone, "label": audit.label}
         return Template("admin_audit.html", context=context)
 
     def _list_context(self, request: Request, rows: list[MonitorRow], cursor: ListCursor | None,

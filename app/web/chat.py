@@ -28,6 +28,7 @@ from app.chat.paging import id_from
 from app.chat.people import MAX_ID_LENGTH, can_talk, get_person_detached, get_user, may_sign_in, upsert_user
 from app.chat.recall import recall as recall_message
 from app.chat.sessions import end_sessions, live_owners, session_owner, start_session
+from app.config import Settings
 from app.db.models import User
 from app.i18n import gettext as _
 from app.realtime import signout
@@ -146,11 +147,21 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
         "acting_as": me.id,
         "online": presence.online({item.peer.id for item in items}),
         "open": open_thread,
+        "support": platform_support(request.app.state.settings, db, me),
         **quick_context(db, me, open_cid),
     }
     if open_thread is not None:
         context["online"] |= presence.online({open_thread["peer"].id})
     return context
+
+
+def platform_support(settings: Settings, db: Session, me: User) -> User | None:
+    """The platform's support person (KEFU_SUPPORT_USER) when `me` may reach them from the list's "联系平台客服":
+    a buyer or merchant, and the configured person exists as support; else None (no entry is shown)."""
+    if me.role not in ("buyer", "merchant"):
+        return None
+    support = get_user(db, settings.support_user)
+    return support if support is not None and support.role == "support" else None
 
 
 def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[str, Any]:

@@ -41,7 +41,11 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
         return Response({"error": {"code": api_code(status), "message": detail or title}}, status_code=status)
     text = detail or default_text
     template = "_error_fragment.html" if HTMXDetails(request) else "error.html"  # htmx swaps a fragment in
-    body = render(template, request=request, status=status, title=title, text=text)
+    # a 401 page links nowhere that would answer 401 again: people come back through their marketplace's link (the
+    # text says so), admins through /login
+    admin_area = request.url.path.startswith(("/admin", "/login", "/logout"))
+    body = render(template, request=request, status=status, title=title, text=text, detail=detail,
+                  admin_area=admin_area)
     headers = {}
     if status == 405:
         headers["Allow"] = "GET, POST"

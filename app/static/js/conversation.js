@@ -103,7 +103,7 @@
   }
   function tools(article) {
     const row = article.closest(".msg-row");
-    if (!row || monitor || article.dataset.recalled === "true" || article.classList.contains("msg-system")) return null;
+    if (!row || monitor || article.dataset.recalled === "true" || article.classList.contains("msg-kind-system")) return null;
     let bar = $(".msg-tools", row);
     if (!bar) {
       bar = document.createElement("div");

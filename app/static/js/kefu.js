@@ -571,6 +571,7 @@
   document.addEventListener("keydown", (e) => {
     const area = e.target.closest?.(".composer textarea");
     if (!area || e.key !== "Enter" || e.shiftKey || e.isComposing) return;
+    if (window.matchMedia("(pointer: coarse)").matches) return; // a touch keyboard's Enter is a new line (layout.js)
     e.preventDefault();
     area.form.requestSubmit();
   });
