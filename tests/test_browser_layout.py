@@ -247,7 +247,7 @@ def test_a_tablet_opens_the_other_persons_profile_in_a_drawer(browser, server: S
         expect(info).to_be_visible()
         expect(toggle).to_have_attribute("aria-expanded", "true")
         expect(info.locator(".info-card h3")).to_have_text("保安堂药房")  # the profile,
-        expect(info.locator('[data-testid="enable-notifications"]')).to_be_visible()  # the reminder switch
+        expect(info.locator('[data-testid="notify-toggle"]')).to_be_visible()  # the reminder switch
         expect(info.locator('[data-testid="quick-reply"]').first).to_be_visible()  # and the quick replies
         assert too_small(tablet) == []
         if close == "button":

@@ -180,7 +180,7 @@ def test_on_a_phone_a_swipe_goes_to_the_next_picture_and_a_swipe_down_closes(  #
         cid = converse(db, "b1", "m1")
     first = send_image(server, cid, (1200, 900), "包装.png")
     second = send_image(server, cid, (800, 600), "批号.png")
-    m1 = open_chat(browser, server, "user_id=m1&target=b1", size=(375, 740), has_touch=True, is_mobile=True)
+    m1 = open_chat(browser, server, "user_id=m1&target=b1", size=(375, 740), touch=True)
     m1.locator('[data-testid="image-link"]').first.tap()
     viewer = m1.locator('[data-testid="lightbox"]')
     viewer.wait_for()
