@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.chat import webhooks
+from app.chat import search, webhooks
 from app.chat.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from app.chat.paging import page_of
 from app.chat.text import clean_text
@@ -171,13 +171,14 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
 
 
 def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
-    """Insert the message (prebuilt Core statements: half the CPU of a send, measured), move the conversation and
-    both members, and write the attachment and the webhook outbox row."""
+    """Insert the message (prebuilt Core statements: half the CPU of a send, measured) and its search index rows, move
+    the conversation and both members, and write the attachment and the webhook outbox row."""
     connection = session.connection()
     now = utcnow()
     values = {"conversation_id": outgoing.conversation_id, "sender_id": outgoing.sender, "kind": outgoing.kind,
               "body": body, "created_at": now, "client_key": outgoing.client_key}
     message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
+    search.index_message(connection, message_id, outgoing.conversation_id, body)  # searchable from its commit on
     moved = {"cid": outgoing.conversation_id, "mid": message_id, "now": now, "sender": outgoing.sender}
     connection.execute(_MOVE_CONVERSATION, moved)
     connection.execute(_MOVE_MEMBERS, moved)
