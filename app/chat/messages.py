@@ -354,3 +354,35 @@ def messages_after(session: Session, viewer_id: str | None, after: int, limit: i
 def latest_message_id(session: Session) -> int:
     """The highest stored message id (0 when there is none): a page's resume point for its stream."""
     return session.scalar(select(Message.id).order_by(Message.id.desc()).limit(1)) or 0
+
+
+def messages_after_in(
+    session: Session, conversation_id: int, after: int, limit: int = PAGE_SIZE
+) -> tuple[list[Message], bool]:
+    """The page of `limit` messages of a conversation after message id `after`, oldest first, and whether newer ones
+    exist (a thread opened at an old message loads towards the present with these)."""
+    query = (
+        select(Message)
+        .with_hint(Message, "FORCE INDEX (ix_messages_conversation_id)", "mysql")
+        .where(Message.conversation_id == conversation_id, Message.id > after)
+        .order_by(Message.id)
+        .limit(limit + 1)
+    )
+    return page_of(list(session.scalars(query)), limit)
+
+
+AROUND_BEFORE = 5  # messages shown above the one a thread is opened at (older pages load on scrolling up)
+
+
+def messages_around(
+    session: Session, conversation_id: int, message_id: int, limit: int = PAGE_SIZE
+) -> tuple[list[Message], bool, bool]:
+    """A page of a conversation around `message_id` (AROUND_BEFORE messages before it, itself, and newer ones up to
+    `limit` in all), oldest first; whether older ones exist and whether newer ones do. NotFound when the message is
+    not one of this conversation's."""
+    target = session.get(Message, message_id)
+    if target is None or target.conversation_id != conversation_id:
+        raise NotFound("message")
+    older, has_older = messages_before(session, conversation_id, message_id, AROUND_BEFORE)
+    newer, has_newer = messages_after_in(session, conversation_id, message_id, limit - AROUND_BEFORE - 1)
+    return [*older, target, *newer], has_older, has_newer
