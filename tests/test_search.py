@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from app.chat import conversations as convs
-from app.chat import messages as msgs
-from app.chat.people import get_user
+from app.chat import search
+from app.db.engine import make_engine, make_sessionmaker
+from app.db.migrate import downgrade, upgrade
 from app.db.models import Message, utcnow
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.dom import Element, parse
+from tests.seeding import converse, say_all
 from tests.support import sign_in
 
 HTMX = {"HX-Request": "true"}
@@ -22,18 +23,6 @@ HTMX = {"HX-Request": "true"}
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     use_fast_hashing(monkeypatch)
-
-
-def conversation(db: Session, a: str, b: str) -> int:
-    first, second = get_user(db, a), get_user(db, b)
-    assert first is not None and second is not None
-    cid = convs.get_or_create_conversation(db, first, second).id
-    db.commit()
-    return cid
-
-
-def say(db: Session, cid: int, sender: str, *bodies: str) -> list[int]:
-    return [msgs.send_message(db, cid, sender, body).id for body in bodies]
 
 
 def results(client: TestClient, q: str, **params: str) -> list[Element]:
@@ -48,8 +37,8 @@ def found_ids(client: TestClient, q: str) -> list[int]:
 
 def test_chinese_latin_and_order_numbers_are_found_by_substring_newest_first(
         db: Session, app_client: TestClient) -> None:
-    cid = conversation(db, "b1", "m1")
-    when, order, hello, other, again = say(db, cid, "b1", "请问什么时候发货呀", "订单 DD20251128001 已付款",
+    cid = converse(db, "b1", "m1")
+    when, order, hello, other, again = say_all(db, cid, "b1", "请问什么时候发货呀", "订单 DD20251128001 已付款",
                                            "Hello World, 你好", "好的谢谢", "今天发货吗")
     sign_in(app_client, "m1")
     assert found_ids(app_client, "发货") == [again, when]
@@ -71,10 +60,10 @@ def test_chinese_latin_and_order_numbers_are_found_by_substring_newest_first(
 
 
 def test_only_the_searchers_own_conversations_are_searched(db: Session, app_client: TestClient) -> None:
-    mine = conversation(db, "b1", "m1")
-    theirs = conversation(db, "b2", "m2")
-    [kept] = say(db, mine, "m1", "包裹已经发货")
-    say(db, theirs, "m2", "包裹已经发货", "包")
+    mine = converse(db, "b1", "m1")
+    theirs = converse(db, "b2", "m2")
+    [kept] = say_all(db, mine, "m1", "包裹已经发货")
+    say_all(db, theirs, "m2", "包裹已经发货", "包")
     sign_in(app_client, "b1")
     assert found_ids(app_client, "包裹已经发货") == [kept]
     assert found_ids(app_client, "发货") == [kept]
@@ -82,8 +71,8 @@ def test_only_the_searchers_own_conversations_are_searched(db: Session, app_clie
 
 
 def test_a_recalled_message_is_not_found(db: Session, app_client: TestClient) -> None:
-    cid = conversation(db, "b1", "m1")
-    kept, recalled = say(db, cid, "m1", "优惠券已发放", "优惠券发错了")
+    cid = converse(db, "b1", "m1")
+    kept, recalled = say_all(db, cid, "m1", "优惠券已发放", "优惠券发错了")
     db.execute(update(Message).where(Message.id == recalled).values(recalled_at=utcnow()))
     db.commit()
     sign_in(app_client, "b1")
@@ -92,8 +81,8 @@ def test_a_recalled_message_is_not_found(db: Session, app_client: TestClient) ->
 
 
 def test_results_come_in_pages_newest_first(db: Session, app_client: TestClient) -> None:
-    cid = conversation(db, "b1", "m1")
-    ids = say(db, cid, "b1", *(f"第{n}次问发货" for n in range(1, 46)))
+    cid = converse(db, "b1", "m1")
+    ids = say_all(db, cid, "b1", *(f"第{n}次问发货" for n in range(1, 46)))
     sign_in(app_client, "m1")
     seen: list[int] = []
     params: dict[str, str] = {}
@@ -112,8 +101,8 @@ def test_results_come_in_pages_newest_first(db: Session, app_client: TestClient)
 
 
 def test_the_search_page_lists_results_in_the_list_column(db: Session, app_client: TestClient) -> None:
-    cid = conversation(db, "b1", "m1")
-    [mid] = say(db, cid, "b1", "<b>发票</b>什么时候开")
+    cid = converse(db, "b1", "m1")
+    [mid] = say_all(db, cid, "b1", "<b>发票</b>什么时候开")
     sign_in(app_client, "m1")
     response = app_client.get("/chat/search", params={"q": "发票"})
     assert response.status_code == 200
@@ -151,8 +140,8 @@ def test_an_admin_cannot_search_as_a_person_and_nobody_unsigned_can(db: Session,
 
 
 def test_a_conversation_opens_at_a_message_far_back(db: Session, app_client: TestClient) -> None:
-    cid = conversation(db, "b1", "m1")
-    ids = say(db, cid, "b1", *(f"第{n}条" for n in range(1, 101)))
+    cid = converse(db, "b1", "m1")
+    ids = say_all(db, cid, "b1", *(f"第{n}条" for n in range(1, 101)))
     sign_in(app_client, "m1")
     target = ids[9]  # 第10条
     page = app_client.get(f"/chat/c/{cid}", params={"at": str(target)}, headers=HTMX)
@@ -171,18 +160,18 @@ def test_a_conversation_opens_at_a_message_far_back(db: Session, app_client: Tes
     assert [int(m.get("data-message-id") or 0) for m in last.find_all(testid="message")] == ids[84:]
     assert not last.find_all(testid="load-newer")
 
-    other = conversation(db, "b2", "m2")
-    [elsewhere] = say(db, other, "b2", "别人的消息")
+    other = converse(db, "b2", "m2")
+    [elsewhere] = say_all(db, other, "b2", "别人的消息")
     assert app_client.get(f"/chat/c/{cid}", params={"at": str(elsewhere)}).status_code == 404
     assert app_client.get(f"/chat/c/{other}/newer", params={"after": str(elsewhere)}).status_code == 403
 
 
 def test_the_admin_monitor_search_matches_message_text(db: Session, app_client: TestClient) -> None:
-    shop = conversation(db, "b1", "m1")
-    fees = conversation(db, "m2", "p1")
-    say(db, shop, "b1", "订单 DD20251128001 什么时候发货")
-    say(db, fees, "m2", "平台服务费怎么算")
-    [recalled] = say(db, fees, "m2", "退款凭证已上传")
+    shop = converse(db, "b1", "m1")
+    fees = converse(db, "m2", "p1")
+    say_all(db, shop, "b1", "订单 DD20251128001 什么时候发货")
+    say_all(db, fees, "m2", "平台服务费怎么算")
+    [recalled] = say_all(db, fees, "m2", "退款凭证已上传")
     db.execute(update(Message).where(Message.id == recalled).values(recalled_at=utcnow()))
     db.commit()
     make_admin(db)
@@ -198,3 +187,24 @@ def test_the_admin_monitor_search_matches_message_text(db: Session, app_client: 
     assert listed("退款凭证") == [fees]  # admins still see recalled originals
     assert listed("保和堂") == [shop]  # names still match
     assert listed("没有这句话") == []
+
+
+def test_upgrading_a_database_that_holds_messages_makes_them_searchable(database_url: str) -> None:
+    """Migration 0011 indexes the messages already stored, and goes down again (SQLite, then MariaDB)."""
+    try:
+        downgrade(database_url, "0010_recall_quote")
+        engine = make_engine(database_url)
+        with make_sessionmaker(engine)() as db:
+            cid = converse(db, "b1", "m1")
+            db.execute(insert(Message), [
+                {"conversation_id": cid, "sender_id": "b1", "kind": "text", "body": body, "created_at": utcnow()}
+                for body in ("升级以前的发货问题", "Order DD20251128001")])
+            db.commit()
+            upgrade(database_url)
+            hits, _ = search.search_messages(db, "m1", "发货问题")
+            assert [hit.message.body for hit in hits] == ["升级以前的发货问题"]
+            assert [hit.message.body for hit in search.search_messages(db, "m1", "dd2025112800", strategy="index")[0]] \
+                == ["Order DD20251128001"]
+        engine.dispose()
+    finally:
+        upgrade(database_url)
