@@ -45,6 +45,7 @@ from app.web.health import healthz
 from app.web.i18n_hook import set_locale
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
 from app.web.requests import KefuRequest
+from app.web.search import SearchController
 from app.web.security import SecurityHeadersMiddleware, UntrustedForwardingWarning
 from app.web.urls import url_maker
 
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             docs_redirect,
             redoc_redirect,
             ChatController,
+            SearchController,
             AdminController,
             AuthController,
             Router(path="/", route_handlers=[FilesController],

@@ -29,7 +29,8 @@ MYSQL_URL = os.environ.get("KEFU_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.
 REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TABLES_CHILD_FIRST = (
-    "webhook_deliveries", "webhooks", "idempotency_keys", "api_keys", "attachments", "quick_replies", "messages",
+    "message_grams", "webhook_deliveries", "webhooks", "idempotency_keys", "api_keys", "attachments", "quick_replies",
+    "messages",
     "conversation_members", "conversations", "sign_in_failures", "sign_in_throttle_keys", "sign_in_sessions",
     "admin_accounts", "audit_log", "users",
 )

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.chat import webhooks
+from app.chat import search, webhooks
 from app.chat.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from app.chat.paging import page_of
 from app.chat.text import clean_text
@@ -175,13 +175,14 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
 
 
 def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
-    """Insert the message (prebuilt Core statements: half the CPU of a send, measured), move the conversation and
-    both members, and write the attachment and the webhook outbox row."""
+    """Insert the message (prebuilt Core statements: half the CPU of a send, measured) and its search index rows, move
+    the conversation and both members, and write the attachment and the webhook outbox row."""
     connection = session.connection()
     now = utcnow()
     values = {"conversation_id": outgoing.conversation_id, "sender_id": outgoing.sender, "kind": outgoing.kind,
               "body": body, "created_at": now, "client_key": outgoing.client_key, "reply_to_id": outgoing.reply_to}
     message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
+    search.index_message(connection, message_id, outgoing.conversation_id, body)  # searchable from its commit on
     moved = {"cid": outgoing.conversation_id, "mid": message_id, "now": now, "sender": outgoing.sender}
     connection.execute(_MOVE_CONVERSATION, moved)
     connection.execute(_MOVE_MEMBERS, moved)
@@ -376,3 +377,35 @@ def messages_after(session: Session, viewer_id: str | None, after: int, limit: i
 def latest_message_id(session: Session) -> int:
     """The highest stored message id (0 when there is none): a page's resume point for its stream."""
     return session.scalar(select(Message.id).order_by(Message.id.desc()).limit(1)) or 0
+
+
+def messages_after_in(
+    session: Session, conversation_id: int, after: int, limit: int = PAGE_SIZE
+) -> tuple[list[Message], bool]:
+    """The page of `limit` messages of a conversation after message id `after`, oldest first, and whether newer ones
+    exist (a thread opened at an old message loads towards the present with these)."""
+    query = (
+        select(Message)
+        .with_hint(Message, "FORCE INDEX (ix_messages_conversation_id)", "mysql")
+        .where(Message.conversation_id == conversation_id, Message.id > after)
+        .order_by(Message.id)
+        .limit(limit + 1)
+    )
+    return page_of(list(session.scalars(query)), limit)
+
+
+AROUND_BEFORE = 5  # messages shown above the one a thread is opened at (older pages load on scrolling up)
+
+
+def messages_around(
+    session: Session, conversation_id: int, message_id: int, limit: int = PAGE_SIZE
+) -> tuple[list[Message], bool, bool]:
+    """A page of a conversation around `message_id` (AROUND_BEFORE messages before it, itself, and newer ones up to
+    `limit` in all), oldest first; whether older ones exist and whether newer ones do. NotFound when the message is
+    not one of this conversation's."""
+    target = session.get(Message, message_id)
+    if target is None or target.conversation_id != conversation_id:
+        raise NotFound("message")
+    older, has_older = messages_before(session, conversation_id, message_id, AROUND_BEFORE)
+    newer, has_newer = messages_after_in(session, conversation_id, message_id, limit - AROUND_BEFORE - 1)
+    return [*older, target, *newer], has_older, has_newer

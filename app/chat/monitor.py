@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from app.chat import search
 from app.chat.paging import ListCursor, older_than, page_of
 from app.db.models import Conversation, Message, User
 
@@ -18,7 +19,7 @@ MAX_QUERY_LENGTH = 100
 class MonitorFilter:
     role: str | None = None  # conversations with a participant of this role
     person: str | None = None  # conversations of this person
-    query: str | None = None  # a participant's name contains it, or their id starts with it
+    query: str | None = None  # a participant's name or a message contains it, or a participant's id starts with it
 
     def as_params(self) -> dict[str, str]:
         """The filters that are set, as query parameters (`role`, `person`, `q`), for links that keep them."""
@@ -60,8 +61,9 @@ def _with_last_messages(session: Session, rows) -> list[MonitorRow]:  # type: ig
     return [MonitorRow(c, a, b, last_messages.get(c.last_message_id or 0)) for c, a, b in rows]
 
 
-def _filtered(filters: MonitorFilter):  # type: ignore[no-untyped-def]
-    """The monitor's query with `filters` applied: the one rule of which conversations a filtered monitor shows."""
+def _filtered(session: Session, filters: MonitorFilter):  # type: ignore[no-untyped-def]
+    """The monitor's query with `filters` applied: the one rule of which conversations a filtered monitor shows. `q`
+    matches people's names and ids, and message text (app.chat.search, for queries its index serves)."""
     query, user_a, user_b = _base_query()
     if filters.role:
         query = query.where(or_(user_a.role == filters.role, user_b.role == filters.role))
@@ -71,8 +73,10 @@ def _filtered(filters: MonitorFilter):  # type: ignore[no-untyped-def]
         # Ignoring case, alike on SQLite (whose LIKE ignores ASCII case) and MySQL/MariaDB (binary collation).
         text = filters.query[:MAX_QUERY_LENGTH]
         exact, folded = _escape_like(text), _escape_like(text.lower())
+        with_text = search.conversations_with_text(session, text)
         query = query.where(
             or_(
+                *((Conversation.id.in_(with_text),) if with_text is not None else ()),
                 *(column.contains(exact, escape="\\") for column in (user_a.name, user_b.name)),
                 *(func.lower(column).contains(folded, escape="\\") for column in (user_a.name, user_b.name)),
                 *(column.startswith(exact, escape="\\") for column in (user_a.id, user_b.id)),
@@ -86,7 +90,8 @@ def list_all_conversations(
     session: Session, filters: MonitorFilter, before: ListCursor | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[MonitorRow], ListCursor | None]:
     """A page of every conversation the filters let through, newest activity first, and the next page's cursor."""
-    query = _filtered(filters).order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    query = (_filtered(session, filters).order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
+             .limit(limit + 1))
     if before is not None:
         query = query.where(older_than(Conversation.last_activity_at, Conversation.id, before))
     rows, has_more = page_of(session.execute(query).all(), limit)
@@ -101,6 +106,7 @@ def monitor_row(session: Session, conversation_id: int, filters: MonitorFilter |
     """One conversation as a row of the admins' monitor (both people and the last message), or None when there is no
     such conversation or `filters` would not show it (the same query as the list's: a live update joins a filtered
     list exactly when a reload would show it)."""
-    rows = session.execute(_filtered(filters or MonitorFilter()).where(Conversation.id == conversation_id)).all()
+    query = _filtered(session, filters or MonitorFilter()).where(Conversation.id == conversation_id)
+    rows = session.execute(query).all()
     items = _with_last_messages(session, rows)
     return items[0] if items else None

@@ -137,6 +137,20 @@ class Message(Base):
                                                lazy="selectin", viewonly=True)
 
 
+class MessageGram(Base):
+    """The search index on MySQL/MariaDB: one row per distinct two-character piece (bigram) of a message's lowercased
+    body, written in the send's own transaction (app.chat.search). The primary key walks one bigram's messages newest
+    first; `conversation_id` rides along so that "only my conversations" needs no lookup in `messages`. SQLite uses
+    an FTS5 table (`message_fts`, trigram tokenizer) instead, made by migration 0012; this table is not made there.
+    Rows of deleted messages are left behind and never shown (every search joins `messages`)."""
+
+    __tablename__ = "message_grams"
+
+    gram: Mapped[str] = mapped_column(String(2), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(BigInteger)
+
+
 class AdminAccount(Base):
     """The sign-in of a person with role admin. Their sessions are rows of `sign_in_sessions`."""
 

@@ -125,7 +125,8 @@ def unread_snapshot(db: Session, build: Callable[[], T]) -> tuple[T, int]:
     return result, as_of
 
 
-def page_context(request: Request, db: Session, me: User, open_cid: int | None) -> dict[str, Any]:
+def page_context(request: Request, db: Session, me: User, open_cid: int | None, at: int | None = None
+                 ) -> dict[str, Any]:
     """Everything the chat page shows: the list, the open thread and its peer, unread total, presence.
 
     Rendering reads nothing: the page's script marks read what has been on the screen (`read`)."""
@@ -137,7 +138,7 @@ def page_context(request: Request, db: Session, me: User, open_cid: int | None) 
 
     # last_event_id is read first: the stream replays anything newer
     (items, cursor, total), last_event_id = unread_snapshot(db, _build)
-    open_thread = thread_context(request, db, me, open_cid) if open_cid is not None else None
+    open_thread = thread_context(request, db, me, open_cid, at) if open_cid is not None else None
     context: dict[str, Any] = {
         "me": me,
         "items": items,
@@ -164,19 +165,26 @@ def platform_support(settings: Settings, db: Session, me: User) -> User | None:
     return support if support is not None and support.role == "support" else None
 
 
-def thread_context(request: Request, db: Session, me: User, cid: int) -> dict[str, Any]:
-    """The open conversation: its latest messages, the peer, and both read watermarks.
+def thread_context(request: Request, db: Session, me: User, cid: int, at: int | None = None) -> dict[str, Any]:
+    """The open conversation: its latest messages (or, with `at`, the messages around that one: `has_newer` then
+    says more follow), the peer, and both read watermarks. NotFound for an `at` not of this conversation.
 
     Opening a conversation does not read it: a page may be rendered in a hidden tab, or scrolled away from
     the new messages. The page's script reports what was on the screen with `POST /chat/c/{cid}/read`."""
     presence = request.app.state.presence
     item = convs.conversation_item(db, cid, me.id)
-    messages, has_more = msgs.latest_messages(db, cid)
+    has_newer = False
+    if at is None:
+        messages, has_more = msgs.latest_messages(db, cid)
+    else:
+        messages, has_more, has_newer = msgs.messages_around(db, cid, at)
     return {
         "item": item,
         "peer": item.peer,
         "messages": messages,
         "has_more": has_more,
+        "at": at,
+        "has_newer": has_newer,
         "my_last_read": convs.get_membership(db, cid, me.id).last_read_message_id,
         "senders": {me.id: me, item.peer.id: item.peer},
         "peer_online": presence.is_online(item.peer.id),
@@ -329,21 +337,23 @@ class ChatController(Controller):
         return self._link_sign_in(request, state, db, token, target, confirmed=True)
 
     @get("/c/{cid:str}", sync_to_thread=True, name="chat:conversation")
-    def conversation_page(self, request: Request, db: Db, me: Me, cid: PathId) -> Response:
+    def conversation_page(self, request: Request, db: Db, me: Me, cid: PathId, at: QueryValue = None) -> Response:
         """GET /chat/c/{cid}: the chat page with the conversation open (htmx: the open conversation and the quick-reply
-        panel, _open_conversation.html); marks nothing read. 401 when not signed in, 403 for a non-participant or an
-        admin, 404 for no such conversation."""
+        panel, _open_conversation.html); marks nothing read. `at` (a message id) opens it at that message (a search
+        result), with newer messages loading below. 401 when not signed in, 403 for a non-participant or an admin, 404
+        for no such conversation or an `at` not of it."""
         conversation_id = parse_id(cid)
+        at_id = parse_id(at) if at else None
         convs.get_membership(db, conversation_id, me.id)
         if request.htmx:  # htmx asks for the fragment, not the whole page
             context = {
                 "me": me,
-                "open": thread_context(request, db, me, conversation_id),
+                "open": thread_context(request, db, me, conversation_id, at_id),
                 "acting_as": me.id,
                 **quick_context(db, me, conversation_id),
             }
             return Template("_open_conversation.html", context=context)
-        return Template("chat.html", context=page_context(request, db, me, conversation_id))
+        return Template("chat.html", context=page_context(request, db, me, conversation_id, at_id))
 
     @get("/c/{cid:str}/messages", sync_to_thread=True, name="chat:older")
     def older_messages(self, db: Db, me: Me, cid: PathId, before: QueryValue = None) -> Response:

@@ -169,6 +169,8 @@
     if (first && id < Number(first.dataset.messageId) && $(".older-loader", thread.closest(".thread-scroll") || thread)) {
       return false;
     }
+    // A thread opened at an old message (a search result): newer messages come with its "newer" loader.
+    if ($(".newer-loader", thread)) return false;
     $('[data-testid="thread-empty"]', thread)?.remove();
     if (article.dataset.clientKey) pendingRow(article.dataset.clientKey)?.remove(); // this send, now stored
     const scroller = $(".thread-scroll");
