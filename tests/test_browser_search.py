@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.seeding import converse, say_all, with_session
-from tests.support import ServerProcess, open_chat
+from tests.support import ServerProcess, open_chat, send
 
 pytestmark = pytest.mark.browser
 DESK, PHONE = (1280, 800), (375, 740)
@@ -44,4 +44,22 @@ def test_a_search_result_far_back_opens_the_thread_at_that_message(  # type: ign
     b1.locator('[data-testid="back-to-latest"]').click()
     newest = b1.locator('[data-testid="message"]', has_text="第120条回复")
     expect(newest).to_be_in_viewport()
+    assert b1.js_errors == []
+
+
+def test_sending_from_a_thread_opened_far_back_shows_the_message_at_the_newest(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess, sqlite_url: str
+) -> None:
+    with with_session(sqlite_url) as db:
+        cid = converse(db, "b1", "m1")
+        [old] = say_all(db, cid, "b1", "请问订单 DD20251128001 什么时候发货呀")
+        say_all(db, cid, "m1", *(f"第{n}条回复" for n in range(1, 121)))
+    b1 = open_chat(browser, server, "user_id=b1&target=m1", DESK)
+    b1.goto(f"{server.url}/chat/c/{cid}?at={old}&as=b1")
+    expect(b1.locator('[data-testid="back-to-latest"]')).to_be_visible()
+    send(b1, "那就麻烦快点")
+    mine = b1.locator('[data-testid="message"]', has_text="那就麻烦快点")
+    expect(mine).to_be_in_viewport()  # not left behind the "newer" loader
+    expect(b1.locator('[data-testid="back-to-latest"]')).to_have_count(0)
+    expect(b1.locator('[data-testid="message"]', has_text="第120条回复")).to_have_count(1)
     assert b1.js_errors == []

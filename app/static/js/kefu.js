@@ -169,8 +169,14 @@
     if (first && id < Number(first.dataset.messageId) && $(".older-loader", thread.closest(".thread-scroll") || thread)) {
       return false;
     }
-    // A thread opened at an old message (a search result): newer messages come with its "newer" loader.
-    if ($(".newer-loader", thread)) return false;
+    // A thread opened at an old message (a search result): newer messages come with its "newer" loader; one's own
+    // send goes back to the newest (where it shows), and anything that came meanwhile is fetched once the last
+    // newer page is in (it may have been stored after that page was read).
+    if ($(".newer-loader", thread)) {
+      if (article.dataset.senderId === me && !monitor) reloadThread();
+      else thread.dataset.missedWhileBehind = "true";
+      return false;
+    }
     $('[data-testid="thread-empty"]', thread)?.remove();
     if (article.dataset.clientKey) pendingRow(article.dataset.clientKey)?.remove(); // this send, now stored
     const scroller = $(".thread-scroll");
@@ -1010,6 +1016,10 @@
     const scroller = $(".thread-scroll");
     if (scroller) scroller.scrollTop = scroller.scrollHeight - olderFromBottom;
     olderFromBottom = null;
+  });
+  document.addEventListener("htmx:afterSettle", () => {
+    const thread = openThread();
+    if (thread?.dataset.missedWhileBehind && !$(".newer-loader", thread)) reloadThread(); // caught up: the rest
   });
   document.addEventListener("htmx:afterSwap", (e) => {
     const target = e.detail.target;
