@@ -107,7 +107,7 @@ def test_every_allowed_type_is_accepted_as_the_right_kind_of_message(
             message_id = message.get("data-message-id")
             assert message.get("data-conversation-id") == str(sender.cid)
             assert message.get("data-sender-id") == sender.user_id
-            assert f"msg-{sample.kind}" in message.classes
+            assert f"msg-kind-{sample.kind}" in message.classes
             link = message.one("a")
             assert link.get("href") == f"/files/{message_id}"  # an image opens full size on click
             if sample.kind == "image":
@@ -243,8 +243,10 @@ def test_hostile_and_mismatched_files_are_refused_with_a_clear_message_and_nothi
         with subtests.test(msg=f"{case} from {sender.user_id}"):
             response = sender.upload(name, content, claimed_type=claimed)
             assert_refused_and_nothing_kept(response, status, words, db, upload_dir)
-    for person in both:
-        assert list_preview(person.client, person.cid) == ""
+    opener, peer = both
+    assert list_preview(opener.client, opener.cid) == ""  # b1 opened it: listed, with nothing in it
+    listing = parse(peer.client.get("/chat/list").text)  # nothing was sent: m1's list does not show it yet
+    assert listing.find_all(testid="conversation", data_conversation_id=str(peer.cid)) == []
 
 
 def test_a_mismatch_names_what_the_file_really_is(b1: tuple[TestClient, str, int]) -> None:
