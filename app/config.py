@@ -57,6 +57,9 @@ class Rate(NamedTuple):
 
 MESSAGES, UPLOADS, DECODES = Rate(30, 10.0), Rate(10, 60.0), Rate(20, 60.0)  # per person
 NEW_CONVERSATIONS, STREAM_OPENS = Rate(30, 3600.0), Rate(60, 60.0)  # per person (stream opens: or admin)
+# typing notices a person's pages may post (one per 3 s per conversation: room for several conversations at once);
+# past it they are refused before any database work (429)
+TYPING_POSTS = Rate(20, 10.0)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Settings:
     decode_limit: Rate = DECODES  # images decoded, whether accepted or not
     conversation_limit: Rate = NEW_CONVERSATIONS  # new conversations a person starts
     stream_limit: Rate = STREAM_OPENS
+    typing_limit: Rate = TYPING_POSTS
     streams_per_person: int = 20
     webhook_poll_seconds: float = 1.0
     webhook_backoff_seconds: float = 10.0

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from litestar.testing import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Message
 from tests.admin_support import make_admin, sign_in_admin, use_fast_hashing
 from tests.streams import OpenBrowser, Stream, json_data
-from tests.support import ServerProcess, csrf_of
+from tests.support import ServerProcess, csrf_of, sign_in_to
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +65,12 @@ def test_no_one_else_may_say_they_type_here(kefu_server: ServerProcess, open_bro
     with httpx.Client(base_url=kefu_server.url, timeout=10) as admin:
         token = sign_in_admin(admin)
         assert typing(admin, token, cid).status_code == 403
+
+
+def test_a_flood_of_typing_notices_is_refused_before_it_costs_anything(app_client: TestClient) -> None:
+    token, cid = sign_in_to(app_client, "b1", "m1")
+    answers = [typing(app_client, token, cid).status_code for _ in range(25)]  # type: ignore[arg-type]
+    assert answers == [204] * 20 + [429] * 5  # 20 in any 10 s (a page sends one per 3 s per conversation)
+    refused = typing(app_client, token, cid)  # type: ignore[arg-type]
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "输入状态发送太频繁" in refused.text

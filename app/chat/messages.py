@@ -204,7 +204,9 @@ def _quoted(session: Session, outgoing: Outgoing) -> Message | None:
     of the same conversation that was not recalled."""
     if outgoing.reply_to is None:
         return None
-    quoted = session.get(Message, outgoing.reply_to)
+    # locked, like the recall that may be taking it back at this moment (app.chat.recall): one waits for the other,
+    # so a quote is never stored with the text of a message recalled meanwhile
+    quoted = session.get(Message, outgoing.reply_to, with_for_update=True)
     if quoted is None or quoted.conversation_id != outgoing.conversation_id:
         raise InvalidInput(_("引用的消息不在这个会话里。"), field="reply_to")
     if quoted.recalled_at is not None:

@@ -48,7 +48,7 @@ from app.web.deps import (
     parse_id,
 )
 from app.web.errors import public_error
-from app.web.identity import SESSION_MAX_AGE, navigation_from_this_site, read_session, set_session
+from app.web.identity import SESSION_MAX_AGE, acting_entry, navigation_from_this_site, read_session, set_session
 
 TokenValue = Annotated[str | None, QueryParameter(required=False, max_length=links.MAX_TOKEN_LENGTH)]
 T = TypeVar("T")
@@ -219,6 +219,20 @@ def text_sender(request: Request, state: State, raw_cid: str, body: str | None,
             return msgs.send(db, outgoing, admit(state, "message")), me
 
     return _work
+
+
+def refuse_typing_flood(request: Request, state: State) -> None:
+    """TooManyRequestsException (429, Retry-After) when the person the request's signed cookie names has posted more
+    typing notices than Settings.typing_limit allows: a flood costs a signature check and a counter, no query.
+    Requests naming no one go on to be refused (401) by the usual check."""
+    entry = acting_entry(request)
+    if entry is None:
+        return
+    limit, window = state.settings.typing_limit
+    wait = state.limiter.retry_after(f"typing-posts:{entry[0]}", limit, window)
+    if wait is not None:
+        raise TooManyRequestsException(detail=_("输入状态发送太频繁了。"), headers={"Retry-After": str(wait)},
+                                       extra={"public": True})
 
 
 class ChatController(Controller):
@@ -412,7 +426,9 @@ class ChatController(Controller):
     async def typing(self, request: Request, state: State, cid: PathId) -> Response[None]:
         """POST /chat/c/{cid}/typing: the person is typing; the other participant's streams (and the admins') hear
         `typing`, at most once every TYPING_EVERY_SECONDS (3) per person and conversation (more often: 204, told to
-        nobody). Never stored. 401, 403 for a non-participant or an admin, 404 for no such conversation."""
+        nobody). Never stored. 401, 403 for a non-participant or an admin, 404 for no such conversation; 429 with
+        Retry-After past Settings.typing_limit for the person the cookie names, answered before any database work."""
+        refuse_typing_flood(request, state)
 
         def _work() -> Delivery | None:
             with state.sessions() as db:

@@ -82,6 +82,19 @@
     body.dataset.sheet = ""; // the sheet below 1024 px closes, the composer is in sight
     insertText(button.closest(".qr")?.dataset.body || "");
   });
+  // On a touch screen the "/" menu has 插入 beside each reply (kefu.js renders it): the reply goes into the composer.
+  document.addEventListener("click", (e) => {
+    const insert = e.target.closest('.slash-menu [data-testid="slash-insert"]');
+    const menu = $(".slash-menu");
+    const box = $(".composer textarea");
+    if (!insert || !menu || !box) return;
+    const reply = $(`.qr [data-testid="quick-reply"][data-quick-reply-id="${CSS.escape(insert.dataset.quickReplyId)}"]`);
+    if (!reply) return;
+    box.value = "";
+    insertText(reply.closest(".qr").dataset.body);
+    menu.hidden = true;
+    menu.replaceChildren();
+  });
   // In the "/" menu, Enter sends the chosen reply (kefu.js) and Tab puts it into the composer instead.
   document.addEventListener("keydown", (e) => {
     const box = e.target.closest?.(".composer textarea");

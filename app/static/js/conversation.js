@@ -61,7 +61,10 @@
     const name = monitor ? ($(`[data-sender-id="${CSS.escape(who)}"] .msg-sender`, thread)?.textContent || who) : "对方";
     box.textContent = `${name}正在输入…`;
     box.dataset.userId = who;
-    box.hidden = false;
+    const scroller = $(".thread-scroll");
+    const atEnd = scroller && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
+    box.hidden = false; // it takes room from the thread: the newest message stays in view
+    if (atEnd) scroller.scrollTop = scroller.scrollHeight;
     clearTimeout(typingTimer);
     typingTimer = setTimeout(() => hideTyping(who), TYPING_SHOWN_MS);
   });
@@ -71,7 +74,20 @@
   });
 
   // --- recall: the tombstone replaces the message wherever it shows; quotes of it say it was recalled ---
+  const recalled = new Set(); // ids recalled while this page is open: a quote of one that arrives later says so too
+  function markQuotesRecalled(root, mid) {
+    for (const quote of $$(`[data-testid="quote"][data-quote-id="${mid}"]`, root)) {
+      quote.dataset.quoteRecalled = "true";
+      const text = $(".quote-text", quote);
+      if (text) text.textContent = "该消息已撤回";
+    }
+  }
+  document.addEventListener("kefu:message", (e) => {
+    const quote = $('[data-testid="quote"]', e.detail);
+    if (quote && recalled.has(quote.dataset.quoteId)) markQuotesRecalled(document, quote.dataset.quoteId);
+  });
   function applyRecall(cid, mid, html) {
+    recalled.add(String(mid));
     const tpl = document.createElement("template");
     tpl.innerHTML = html.trim();
     const fresh = tpl.content.querySelector('[data-testid="message"]');
@@ -81,11 +97,7 @@
       fresh.closest(".msg-row")?.classList.remove("show-tools");
       for (const t of $$("time[datetime]", fresh)) t.textContent = new Date(t.dateTime).toTimeString().slice(0, 5);
     }
-    for (const quote of $$(`[data-testid="quote"][data-quote-id="${mid}"]`)) {
-      quote.dataset.quoteRecalled = "true";
-      const text = $(".quote-text", quote);
-      if (text) text.textContent = "该消息已撤回";
-    }
+    markQuotesRecalled(document, mid);
     const item = $(`[data-testid="conversation"][data-conversation-id="${cid}"]`);
     if (item && item.dataset.lastMessageId === String(mid) && fresh) {
       const preview = $(".conv-preview", item);

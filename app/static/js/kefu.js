@@ -29,13 +29,17 @@
   const lang = document.documentElement.lang || undefined;
   const timeFmt = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hour12: false });
   const dateFmt = new Intl.DateTimeFormat(lang, { month: "numeric", day: "numeric" });
+  const yearDateFmt = new Intl.DateTimeFormat(lang, { year: "numeric", month: "numeric", day: "numeric" });
+  const fullFmt = new Intl.DateTimeFormat(lang, { dateStyle: "full", timeStyle: "medium" });
   function localizeTimes(root) {
     for (const t of $$("time[datetime]", root)) {
       const d = new Date(t.getAttribute("datetime"));
       if (isNaN(d)) continue;
-      const today = new Date().toDateString() === d.toDateString();
-      t.textContent = today || !t.classList.contains("conv-time") ? timeFmt.format(d) : dateFmt.format(d);
-      t.title = d.toLocaleString();
+      const now = new Date();
+      const today = now.toDateString() === d.toDateString();
+      const day = now.getFullYear() === d.getFullYear() ? dateFmt : yearDateFmt; // an earlier year says which
+      t.textContent = today || !t.classList.contains("conv-time") ? timeFmt.format(d) : day.format(d);
+      t.title = fullFmt.format(d);
     }
   }
 
@@ -173,8 +177,12 @@
     // send goes back to the newest (where it shows), and anything that came meanwhile is fetched once the last
     // newer page is in (it may have been stored after that page was read).
     if ($(".newer-loader", thread)) {
-      if (article.dataset.senderId === me && !monitor) reloadThread();
-      else thread.dataset.missedWhileBehind = "true";
+      if (article.dataset.senderId === me && !monitor && !thread.dataset.reloading) {
+        thread.dataset.reloading = "true";
+        reloadThread();
+      } else {
+        thread.dataset.missedWhileBehind = "true";
+      }
       return false;
     }
     $('[data-testid="thread-empty"]', thread)?.remove();
@@ -789,9 +797,12 @@
     const status = $('[data-testid="send-status"]');
     if (!status) return;
     const states = (queues.get(openThread()?.dataset.conversationId)?.items || []).map((i) => i.state);
+    const scroller = $(".thread-scroll");
+    const stick = scroller && nearBottom(scroller); // the line takes room from the thread: keep its end in view
     status.textContent = states.includes("retrying")
       ? "网络不稳定或服务器正在重启：消息会自动重发，请不要关闭页面。"
       : states.includes("waiting") ? "发送太频繁了：消息会在稍后自动发出。" : "";
+    if (stick) scrollToBottom();
   }
   // A send not yet answered, in its thread (when that thread is open), below every message.
   function showPending(item) {
@@ -948,14 +959,22 @@
     if (!area.value.startsWith("/")) return closeSlash();
     const matches = slashMatches(area);
     slashIndex = Math.min(slashIndex, Math.max(matches.length - 1, 0));
-    menu.replaceChildren(...matches.map((b, i) => {
+    const touch = matchMedia("(pointer: coarse)").matches; // no Tab key: each reply also has 插入 (composer.js)
+    menu.replaceChildren(...matches.flatMap((b, i) => {
       const item = document.createElement("button");
       item.type = "button";
       item.dataset.testid = "slash-item";
       item.dataset.quickReplyId = b.dataset.quickReplyId;
       item.textContent = b.textContent.trim();
       item.setAttribute("aria-selected", String(i === slashIndex));
-      return item;
+      if (!touch) return [item];
+      const insert = document.createElement("button");
+      insert.type = "button";
+      insert.className = "slash-insert";
+      insert.dataset.testid = "slash-insert";
+      insert.dataset.quickReplyId = b.dataset.quickReplyId;
+      insert.textContent = "插入";
+      return [item, insert];
     }));
     menu.hidden = matches.length === 0;
   }
@@ -974,7 +993,7 @@
     const area = e.target.closest?.(".composer textarea");
     const menu = $(".slash-menu");
     if (!area || !menu || menu.hidden) return;
-    const items = $$("button", menu);
+    const items = $$('[data-testid="slash-item"]', menu);
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
       slashIndex = (slashIndex + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
@@ -988,7 +1007,7 @@
     }
   }, true);
   document.addEventListener("click", (e) => {
-    const item = e.target.closest(".slash-menu button");
+    const item = e.target.closest('.slash-menu [data-testid="slash-item"]');
     if (item) sendQuick(item.dataset.quickReplyId, $(".composer textarea"));
   });
 
@@ -1017,9 +1036,12 @@
     if (scroller) scroller.scrollTop = scroller.scrollHeight - olderFromBottom;
     olderFromBottom = null;
   });
-  document.addEventListener("htmx:afterSettle", () => {
+  document.addEventListener("htmx:afterSettle", (e) => {
     const thread = openThread();
     if (thread?.dataset.missedWhileBehind && !$(".newer-loader", thread)) reloadThread(); // caught up: the rest
+    // a conversation swapped in ends at its newest message once everything in it has settled (day separators and
+    // the like come in after the swap), unless it was opened at an older one
+    if (e.detail?.target?.id === "thread-col" && thread && !$(".newer-loader", thread)) scrollToBottom();
   });
   document.addEventListener("htmx:afterSwap", (e) => {
     const target = e.detail.target;
