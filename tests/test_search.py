@@ -132,6 +132,19 @@ def test_a_query_longer_than_100_characters_is_refused_clearly(db: Session, app_
     assert app_client.get("/chat/search", params={"q": "发", "before": "x"}, headers=HTMX).status_code == 404
 
 
+def test_a_query_with_a_control_character_is_refused_not_matched_to_everything(db: Session,
+                                                                             app_client: TestClient) -> None:
+    cid = converse(db, "b1", "m1")
+    say_all(db, cid, "b1", "第一条", "第二条")
+    sign_in(app_client, "b1")
+    for query in ("\x00", "发\x00", "a\x07", "\x1b[31m"):
+        fragment = app_client.get("/chat/search", params={"q": query}, headers=HTMX)
+        assert fragment.status_code == 422, query
+        said = parse(fragment.text).one(testid="error").one(cls="error-text").text()
+        assert said == "搜索内容含有无法显示的控制字符。"
+        assert 'data-testid="search-result"' not in fragment.text
+
+
 def test_an_admin_cannot_search_as_a_person_and_nobody_unsigned_can(db: Session, app_client: TestClient) -> None:
     assert app_client.get("/chat/search", params={"q": "发货"}).status_code == 401
     make_admin(db)
