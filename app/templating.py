@@ -78,7 +78,8 @@ def linked(text: str | None) -> Markup:
     "www." address made a link (`data-testid="link"`, opening in a new tab with rel="noopener noreferrer nofollow").
     A "www." address gets "https://" (the secure scheme every browser now tries first; a plain-HTTP link opened from
     a chat could be rewritten on the way). Nothing else becomes a link: no other scheme (javascript:, data:, mailto:,
-    ftp:), no bare domain without "www.", no e-mail address. Links are found by linkify-it-py; "" for None."""
+    ftp:), no bare domain without "www.", no e-mail address, no address holding a bidi control character (U+202E
+    would show it reversed). Links are found by linkify-it-py; "" for None."""
     if not text:
         return Markup("")
     finder = _linkifier()
@@ -88,6 +89,8 @@ def linked(text: str | None) -> Markup:
     for piece in _AFTER_CJK.split(text):
         matches = finder.match(piece) if finder.pretest(piece) else None
         for match in matches or []:
+            if _BIDI_CONTROL.search(match.raw):  # it would show one address and lead to another: left as text
+                continue
             scheme = match.schema.lower()
             if scheme in ("http:", "https:"):
                 href = match.url
@@ -108,6 +111,9 @@ def linked(text: str | None) -> Markup:
 # character outside ASCII, and before each CJK or full-width punctuation mark (Chinese letters stay: 例子.中国/路径)
 _AFTER_CJK = regex.compile(r"(?<=[^\x00-\x7F])(?=(?i:https?://|www\.))|(?=[\u3000-\u303F\uFF01-\uFF0F\uFF1A-\uFF20"
                            r"\uFF3B-\uFF40\uFF5B-\uFF65])")
+
+
+_BIDI_CONTROL = regex.compile(r"\p{Bidi_Control}")  # U+202E and the like: they reorder what follows them
 
 
 MOST_EMOJI = 3  # a message of one to this many emoji (and spaces) is shown large

@@ -83,6 +83,8 @@ def test_web_addresses_become_links_that_open_in_a_new_tab(client: TestClient, t
     "example.com 和 taobao.com",  # a bare domain without www. is just text
     "版本 1.2.3 价格 12.50 元",
     "<a href=\"https://evil.example.com\">点我</a>",
+    "https://a.com\u202e/moc.live",  # shown reversed, it would read as another address
+    "www.bank\u2067.example\u2069.com",
 ])
 def test_nothing_else_becomes_a_link(client: TestClient, text: str) -> None:
     for bubble in bubble_of(client, text):
