@@ -5,6 +5,7 @@ and closing, and the sound and notification switches."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.support import ServerProcess, hide_page, open_chat, post_message, send
 
@@ -41,6 +42,11 @@ def test_the_emoji_picker_loads_on_first_use_finds_by_chinese_and_english_and_in
     assert composer.input_value() == "你好😄世界"
     assert len([url for url in fetched if "emojibase" in url]) == 2  # the Chinese and English names, once
 
+    # the best match first: the emoji whose name it is, before those that merely mention it
+    for query, first in (("ok", "👌"), ("大笑", "😄")):
+        picker.locator('[data-testid="emoji-search"]').fill(query)
+        best = picker.locator('[data-testid="emoji-results"] [data-testid="emoji"]').first
+        expect(best).to_have_attribute("data-emoji", first)
     picker.locator('[data-testid="emoji-search"]').fill("thumbs up")  # English names and keywords too
     b1.keyboard.press("Enter")  # the first match
     assert composer.input_value().replace(VS16, "") == "你好😄👍世界"  # (emojibase writes 👍 with VS16)

@@ -37,7 +37,8 @@
         data = zh.filter((e) => e.group !== undefined && e.group !== 2).sort((a, b) => a.order - b.order).map((e) => {
           const other = english.get(e.hexcode) || {};
           const words = [e.label, ...(e.tags || []), other.label || "", ...(other.tags || [])].join(" ").toLowerCase();
-          return { unicode: e.unicode, group: e.group, zh: e.label, en: other.label || "", words };
+          const tags = [...(e.tags || []), ...(other.tags || [])].map((t) => t.toLowerCase());
+          return { unicode: e.unicode, group: e.group, zh: e.label, en: other.label || "", words, tags };
         });
         return data;
       }).catch((error) => { loading = null; throw error; });
@@ -71,6 +72,27 @@
     part.append(h, grid);
     return part;
   }
+  // The matches of a search, best first: the name itself ("心", "ok"), a name that starts with it ("heart with
+  // arrow"), a name that holds it (as a word, in English: "red heart"), a keyword that is it, then any keyword that
+  // holds it; the data set's own order within each.
+  function rank(query) {
+    const names = (e) => [e.zh.toLowerCase(), e.en.toLowerCase()];
+    const tiers = [
+      (e) => names(e).includes(query),
+      (e) => names(e).some((n) => n.startsWith(query)),
+      (e) => e.zh.includes(query) || ` ${e.en.toLowerCase()} `.includes(` ${query} `), // a whole English word
+      (e) => e.tags.includes(query),
+      (e) => e.words.includes(query),
+    ];
+    const found = [];
+    const seen = new Set();
+    for (const matches of tiers) {
+      for (const e of data) {
+        if (!seen.has(e) && matches(e)) { seen.add(e); found.push(e); }
+      }
+    }
+    return found;
+  }
   // What the picker shows: recently used first, then every group; or, while searching, the matches.
   function fill(picker) {
     const list = $(".emoji-list", picker);
@@ -78,7 +100,7 @@
     const byChar = new Map(data.map((e) => [e.unicode, e]));
     const parts = [];
     if (query) {
-      const found = data.filter((e) => e.words.includes(query));
+      const found = rank(query);
       parts.push(found.length ? section("搜索结果", found, "emoji-results") : Object.assign(document.createElement("p"), {
         className: "muted emoji-none", textContent: "没有找到这个表情",
       }));
