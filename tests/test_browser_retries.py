@@ -20,6 +20,7 @@ from app.db.engine import make_engine
 from app.db.models import Message
 from tests.file_samples import image_bytes
 from tests.proxy import FlakyProxy
+from tests.seeding import converse, say_all, with_session
 from tests.support import ServerProcess, open_chat, send
 
 THREAD = '[data-testid="thread"]'
@@ -87,6 +88,8 @@ def test_an_upload_cut_mid_request_is_sent_again_whole(  # type: ignore[no-untyp
 
 def test_while_the_server_is_away_the_page_says_retrying_in_chinese_then_sends_and_reads(  # type: ignore[no-untyped-def]
         browser, server: ServerProcess, proxy: FlakyProxy, sqlite_url: str) -> None:
+    with with_session(sqlite_url) as db:  # a thread longer than the screen: it stands at its end
+        say_all(db, converse(db, "b1", "m1"), "m1", *(f"之前的消息 {n}" for n in range(40)))
     b1 = open_chat(browser, proxy, "user_id=b1&target=m1")  # type: ignore[arg-type]
     m1 = open_chat(browser, server, "user_id=m1&target=b1")
     proxy.fail("POST", r"/messages$", "bad-gateway", times=None)
@@ -96,6 +99,8 @@ def test_while_the_server_is_away_the_page_says_retrying_in_chinese_then_sends_a
     pending = b1.locator('[data-testid="pending-message"]', has_text="服务器重启时发的")
     expect(pending).to_have_attribute("data-send-state", "retrying")
     expect(pending.get_by_test_id("send-state")).to_have_text("重试中…")
+    expect(b1.get_by_test_id("send-status")).to_contain_text("消息会自动重发")
+    expect(pending).to_be_in_viewport(ratio=1)  # the status line took room from the thread, not the message's
     expect(b1.locator("textarea[name=body]")).to_have_value("")  # the text lives in the pending message
     send(m1, "商家这时也发了一条")  # b1 sees it (the stream still works), and its read receipt fails
     b1.locator(f'{THREAD} [data-testid="message"]', has_text="商家这时也发了一条").wait_for()

@@ -4,10 +4,13 @@ in history and find it on screen."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import update
 
+from app.db.models import Message, utcnow
 from tests.seeding import converse, say_all, with_session
 from tests.support import ServerProcess, open_chat, send
 
@@ -53,13 +56,18 @@ def test_sending_from_a_thread_opened_far_back_shows_the_message_at_the_newest( 
     with with_session(sqlite_url) as db:
         cid = converse(db, "b1", "m1")
         [old] = say_all(db, cid, "b1", "请问订单 DD20251128001 什么时候发货呀")
-        say_all(db, cid, "m1", *(f"第{n}条回复" for n in range(1, 121)))
+        replies = say_all(db, cid, "m1", *(f"第{n}条回复" for n in range(1, 121)))
+        for n, mid in enumerate(replies):  # over the last 60 days: a day separator every other message
+            days_ago = timedelta(days=60 - n // 2)
+            db.execute(update(Message).where(Message.id == mid).values(created_at=utcnow() - days_ago))
+        db.commit()
     b1 = open_chat(browser, server, "user_id=b1&target=m1", DESK)
-    b1.goto(f"{server.url}/chat/c/{cid}?at={old}&as=b1")
+    b1.locator('[data-testid="search-box"]').fill("发货")
+    b1.locator(f'[data-testid="search-result"][data-message-id="{old}"]').click()
     expect(b1.locator('[data-testid="back-to-latest"]')).to_be_visible()
     send(b1, "那就麻烦快点")
     mine = b1.locator('[data-testid="message"]', has_text="那就麻烦快点")
-    expect(mine).to_be_in_viewport()  # not left behind the "newer" loader
+    expect(mine).to_be_in_viewport(ratio=1)  # whole, not left behind the "newer" loader nor under the composer
     expect(b1.locator('[data-testid="back-to-latest"]')).to_have_count(0)
     expect(b1.locator('[data-testid="message"]', has_text="第120条回复")).to_have_count(1)
     assert b1.js_errors == []
