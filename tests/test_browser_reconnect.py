@@ -152,6 +152,12 @@ def test_a_person_who_left_while_the_stream_was_away_shows_offline_everywhere_af
     assert dots.count() >= 2  # the list, the thread's head (and the info card)
     server.stop()
     m1.wait_for_selector('[data-testid="connection"]:not([data-state="open"])', state="attached")
+    # while m1's page hears nothing, it claims nobody is online: no green dot, no 在线
+    head = m1.locator('[data-testid="col-thread"] .thread-sub')
+    expect(head.locator(".online-text")).to_be_hidden()
+    green = m1.evaluate("""() => [...document.querySelectorAll('[data-testid="presence"]')]
+        .filter((d) => getComputedStyle(d).backgroundColor === "rgb(82, 196, 26)").length""")
+    assert green == 0
     b1.context.close()  # b1 leaves while m1's page cannot hear it
     server.start()
     m1.wait_for_selector('[data-testid="connection"][data-state="open"]', state="attached", timeout=20_000)
