@@ -31,7 +31,9 @@ def message(page, text: str):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("size", SIZES)
 def test_typing_shows_on_the_other_side_until_the_message_comes(browser, server: ServerProcess,  # type: ignore[no-untyped-def]
-                                                                size: str) -> None:
+                                                                size: str, sqlite_url: str) -> None:
+    with with_session(sqlite_url) as db:  # a thread longer than the screen, standing at its newest message
+        say_all(db, converse(db, "b1", "m1"), "b1", *(f"之前的消息 {n}" for n in range(40)))
     buyer = open_chat(browser, server, "user_id=b1&target=m1", SIZES[size])
     merchant = open_chat(browser, server, "user_id=m1&target=b1", SIZES[size])
     buyer.fill("textarea[name=body]", "请问")
@@ -39,6 +41,7 @@ def test_typing_shows_on_the_other_side_until_the_message_comes(browser, server:
     typing = merchant.get_by_test_id("typing")
     expect(typing).to_be_visible()
     expect(typing).to_have_text("对方正在输入…")
+    expect(message(merchant, "之前的消息 39")).to_be_in_viewport(ratio=1)  # the line took room, not the message
     expect(buyer.get_by_test_id("typing")).to_have_count(0)  # one's own typing shows nowhere on one's page
     buyer.keyboard.press("Enter")
     expect(message(merchant, "请问有货吗")).to_be_visible()
