@@ -239,3 +239,23 @@ def test_without_the_browsers_permission_the_notification_switch_says_it_is_off(
     assert b1.evaluate("Notification.permission") != "granted"
     assert notify.inner_text() == "消息提醒：关" and notify.get_attribute("aria-checked") == "false"
     assert b1.js_errors == []
+
+
+def test_on_a_touch_screen_the_slash_menu_offers_insert_beside_each_reply(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess
+) -> None:
+    m1 = open_chat(browser, server, "user_id=m1&target=b1", (820, 1180), touch=True)
+    composer = m1.locator(COMPOSER)
+    composer.fill("/发票")
+    menu = m1.locator('[data-testid="slash-menu"]')
+    expect(menu.get_by_test_id("slash-item")).to_have_count(1)
+    hint = menu.evaluate("el => getComputedStyle(el, '::before').content")
+    assert "Tab" not in hint and "插入" in hint  # no Tab key on a touch keyboard
+    insert = menu.get_by_test_id("slash-insert")
+    box = insert.bounding_box()
+    assert box is not None and box["height"] >= 44 and box["width"] >= 44
+    insert.tap()
+    expect(composer).to_have_value(INVOICE)  # into the composer to edit, nothing sent
+    expect(menu).to_be_hidden()
+    expect(m1.locator('[data-testid="thread"] [data-testid="message"]')).to_have_count(0)
+    assert m1.js_errors == []
