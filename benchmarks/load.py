@@ -799,10 +799,11 @@ class ReadReceipts:
 
 class Typists:
     """Optionally, everyone types all the time: each person POSTs /chat/c/{cid}/typing every `every` seconds (the
-    page's own pace, at most one per 3 s), each starting at a random moment, until stopped."""
+    page's own pace, at most one per 3 s), each starting at a random moment, until stopped. On connections of their
+    own (as every browser has its own), so that the typing does not queue the messages inside this client."""
 
-    def __init__(self, clients: Clients, pairs: Sequence[Pair], every: float = 3.0) -> None:
-        self.clients = clients
+    def __init__(self, server: Server, pairs: Sequence[Pair], every: float = 3.0) -> None:
+        self.clients = Clients(server)
         self.people = [(person, pair.conversation_id) for pair in pairs for person in (pair.buyer, pair.merchant)]
         self.every = every
         self.posted = 0
@@ -829,6 +830,7 @@ class Typists:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.clients.__aexit__()
 
 
 IN_FLIGHT = 64  # POSTs handed to httpx at once (8 clients × 8 connections); the others wait their turn
@@ -1027,7 +1029,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             if broker:
                 dead_streams, streams = await verify_streams(clients, pairs, server, args.concurrency)
             reads = ReadReceipts(clients, pairs) if args.reads else None
-            typists = Typists(clients, pairs) if args.typing else None
+            typists = Typists(server, pairs) if args.typing else None
             if typists is not None:
                 log(f"everyone types: {len(typists.people)} people, one typing POST every 3 s each")
                 typists.start()
