@@ -59,7 +59,11 @@ def test_a_copy_of_a_persons_cookie_opens_nothing_after_they_log_out(db: Session
         page = thief.get("/chat")
         assert page.status_code == 200  # the copy works while the session lasts…
         thief_token = csrf_of(page.text)
+        typing = thief.post(f"/chat/c/{cid}/typing", headers={"X-CSRFToken": thief_token})
+        assert typing.status_code == 204  # (and this process now lets its typing notices through without a query)
         log_out(app_client, token)
+        typing = thief.post(f"/chat/c/{cid}/typing", headers={"X-CSRFToken": thief_token})
+        assert typing.status_code == 401  # the sign-out took back that permit at once
         assert thief.get("/chat").status_code == 401  # …and not after the person logged out
         assert thief.get(f"/chat/c/{cid}").status_code == 401
         assert thief.get("/events").status_code == 401

@@ -17,6 +17,7 @@ from app.chat.messages import Sent
 from app.chat.recall import Recalled
 from app.db.models import User
 from app.realtime.broker import BrokerStatus, ResilientRedisBackend, channel_namespace
+from app.realtime.typing import TypingPermits
 from app.templating import render_message
 
 log = logging.getLogger("kefu.bus")
@@ -62,6 +63,7 @@ class Bus:
 
     def __init__(self, plugin: ChannelsPlugin) -> None:
         self.plugin = plugin
+        self.typing_permits = TypingPermits()  # who may say they type where, for a few seconds (no query)
 
     async def publish(self, event: dict[str, Any], channels: list[str]) -> None:
         """Publish one event on `channels` from the event loop; a broker failure is logged, not raised (what was

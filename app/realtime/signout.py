@@ -32,7 +32,9 @@ def channels_of(people: Iterable[str], admins: bool) -> list[str]:
 
 
 async def announce(bus: Bus, session_keys: list[str], channels: list[str]) -> None:
-    """From the event loop: ends the open streams of these sessions, in every process."""
+    """From the event loop: ends the open streams of these sessions, in every process, and this process's typing
+    permits of them (app.realtime.typing; other processes let theirs run out)."""
+    bus.typing_permits.forget_sessions(session_keys)
     if session_keys and channels:
         await bus.publish(signed_out(session_keys), channels)
 

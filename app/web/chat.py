@@ -27,7 +27,14 @@ from app.chat.errors import Forbidden, InvalidInput
 from app.chat.paging import id_from
 from app.chat.people import MAX_ID_LENGTH, can_talk, get_person_detached, get_user, may_sign_in, upsert_user
 from app.chat.recall import recall as recall_message
-from app.chat.sessions import end_sessions, live_owners, participant_peer, session_owner, start_session
+from app.chat.sessions import (
+    end_sessions,
+    live_owners,
+    participant_peer,
+    session_key,
+    session_owner,
+    start_session,
+)
 from app.config import Settings
 from app.db.models import User
 from app.i18n import gettext as _
@@ -228,20 +235,31 @@ def text_sender(request: Request, state: State, raw_cid: str, body: str | None,
     return _work
 
 
-def typing_parties(request: Request, db: Session, raw_cid: str) -> tuple[str, int, tuple[str, str]]:
-    """(the typist, the conversation id, its two participants) for a typing notice: one query in the usual case
-    (`participant_peer`); when that says no, or an admin is signed in here too, the usual checks raise why (401, 403,
-    404), as for any write."""
+def typing_parties(request: Request, db: Session, raw_cid: str) -> tuple[str, int, tuple[str, str], bool]:
+    """(the typist, the conversation id, its two participants, whether the one-query check said yes) for a typing
+    notice: one query in the usual case (`participant_peer`); when that says no, or an admin is signed in here too,
+    the usual checks raise why (401, 403, 404), as for any write."""
     entry = acting_entry(request)
     quick_id = id_from(raw_cid) if entry is not None and read_admin_cookie(request) is None else None
     if entry is not None and quick_id is not None:
         peer = participant_peer(db, entry[1], entry[0], quick_id)
         if peer is not None:
-            return entry[0], quick_id, (entry[0], peer)
+            return entry[0], quick_id, (entry[0], peer), True
     typist = current_person(request, db, write=True).id
     conversation_id = parse_id(raw_cid)
     convs.get_membership(db, conversation_id, typist)
-    return typist, conversation_id, convs.participants(convs.get_conversation(db, conversation_id))
+    return typist, conversation_id, convs.participants(convs.get_conversation(db, conversation_id)), False
+
+
+def typing_permit(request: Request, state: State, raw_cid: str) -> tuple[str, int, tuple[str, str]] | None:
+    """(the typist, the conversation id, its participants) from a typing permit this process holds for the request's
+    session (app.realtime.typing: granted after a database check, for a few seconds), else None. No query."""
+    entry = acting_entry(request)
+    conversation_id = id_from(raw_cid)
+    if entry is None or conversation_id is None or read_admin_cookie(request) is not None:
+        return None
+    participants = state.bus.typing_permits.participants(session_key(entry[1]), entry[0], conversation_id)
+    return None if participants is None else (entry[0], conversation_id, participants)
 
 
 def refuse_typing_flood(request: Request, state: State) -> None:
@@ -453,16 +471,20 @@ class ChatController(Controller):
         Retry-After past Settings.typing_limit for the person the cookie names, answered before any database work."""
         refuse_typing_flood(request, state)
 
-        def _work() -> Delivery | None:
+        def _checked() -> tuple[str, int, tuple[str, str], bool]:
             with state.sessions() as db:
-                typist, conversation_id, participants = typing_parties(request, db, cid)
-                if state.limiter.retry_after(f"typing:{typist}:{conversation_id}", 1, TYPING_EVERY_SECONDS):
-                    return None
-                return state.bus.typing_delivery(conversation_id, participants, typist)
+                return typing_parties(request, db, cid)
 
-        delivery = await to_thread.run_sync(_work)
-        if delivery is not None:
-            await state.bus.deliver(delivery)
+        permitted = typing_permit(request, state, cid)
+        if permitted is None:
+            typist, conversation_id, participants, quick = await to_thread.run_sync(_checked)
+            entry = acting_entry(request)
+            if quick and entry is not None:  # the next notices of this session here need no query for a while
+                state.bus.typing_permits.grant(session_key(entry[1]), typist, conversation_id, participants)
+        else:
+            typist, conversation_id, participants = permitted
+        if state.limiter.retry_after(f"typing:{typist}:{conversation_id}", 1, TYPING_EVERY_SECONDS) is None:
+            await state.bus.deliver(state.bus.typing_delivery(conversation_id, participants, typist))
         return Response(None, status_code=204)
 
     @post("/c/{cid:str}/read", status_code=204, request_max_body_size=bodies.SMALL_FORM, name="chat:read")
