@@ -3,13 +3,14 @@
 A person typing posts a notice every 3 s; checking each against the database (their session and their membership)
 cost a worker thread and a query per notice, and 1,000 people typing at once took most of a core
 (docs/performance.md). After one check says yes, the next notices of the same session in the same conversation are
-let through from memory for PERMIT_SECONDS. A sign-out in this process forgets the session's permits at once
-(app.realtime.signout); other processes forget them within PERMIT_SECONDS: all a stale permit can do is show
+let through from memory for PERMIT_SECONDS to twice that. A sign-out in this process forgets the session's permits at
+once (app.realtime.signout); other processes forget them within 2 × PERMIT_SECONDS: all a stale permit can do is show
 "正在输入…" to the other participant, never write anything.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -36,9 +37,12 @@ class TypingPermits:
         return found[0]
 
     def grant(self, session_key: str, user_id: str, conversation_id: int, participants: tuple[str, str]) -> None:
-        """Remember that the database said yes for this session, person and conversation (for `seconds`)."""
+        """Remember that the database said yes for this session, person and conversation (for `seconds` to twice
+        that)."""
         key = (session_key, user_id, conversation_id)
-        self._permits[key] = (participants, time.monotonic() + self.seconds)
+        # between `seconds` and twice that, at random: people who began typing together (a page of them after a
+        # restart) do not all come back to the database in the same second
+        self._permits[key] = (participants, time.monotonic() + self.seconds * random.uniform(1.0, 2.0))
         self._permits.move_to_end(key)
         while len(self._permits) > self.most:
             self._permits.popitem(last=False)
