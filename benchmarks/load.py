@@ -799,12 +799,12 @@ class ReadReceipts:
 
 class Typists:
     """Optionally, everyone types all the time: each person POSTs /chat/c/{cid}/typing every `every` seconds (the
-    page's own pace, at most one per 3 s), each starting at a random moment, until stopped. Over raw keep-alive
-    connections of their own with each request's bytes built once: 1,000 typists make ~330 requests/s, which
+    page's own pace, static/js/conversation.js: 4.5 s), each starting at a random moment, until stopped. Over raw
+    keep-alive connections of their own with each request's bytes built once: 1,000 typists make ~220 requests/s, which
     through httpx cost this machine's shared cores more than the server spends answering them (a browser's cost is
     on its own machine)."""
 
-    def __init__(self, server: Server, pairs: Sequence[Pair], every: float = 3.0, connections: int = 32) -> None:
+    def __init__(self, server: Server, pairs: Sequence[Pair], every: float = 4.5, connections: int = 32) -> None:
         self.server = server
         self.people = [(person, pair.conversation_id) for pair in pairs for person in (pair.buyer, pair.merchant)]
         self.every = every
@@ -1056,7 +1056,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             reads = ReadReceipts(clients, pairs) if args.reads else None
             typists = Typists(server, pairs) if args.typing else None
             if typists is not None:
-                log(f"everyone types: {len(typists.people)} people, one typing POST every 3 s each")
+                log(f"everyone types: {len(typists.people)} people, one typing POST every {typists.every} s each")
                 typists.start()
             if args.warmup > 0:
                 log(f"warm-up: {args.warmup} s at {args.rate}/s")
@@ -1320,7 +1320,7 @@ def parser() -> argparse.ArgumentParser:
     latency.add_argument("--duration", type=positive(float, MAX_DURATION), default=30.0)
     latency.add_argument("--warmup", type=float, default=3.0, help="seconds at the rate before measuring")
     latency.add_argument("--workers", type=positive(int, 16), nargs=1, default=[1])
-    latency.add_argument("--typing", action="store_true", help="everyone also types: a typing POST every 3 s "
+    latency.add_argument("--typing", action="store_true", help="everyone also types: a typing POST every 4.5 s "
                          "per person, from before the warm-up to the end")
     latency.add_argument("--reads", action="store_true", help="also mark every arriving message read, as a "
                          "visible tab does (POST /chat/c/{cid}/read)")

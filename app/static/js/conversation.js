@@ -12,7 +12,9 @@
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const openThread = () => $('[data-testid="thread"]');
-  const TYPING_EVERY_MS = 3000; // the server drops what comes faster (bus.TYPING_EVERY_SECONDS)
+  // A notice every 4.5 s while writing: the other side shows each for 6 s, so it reads as one; the server takes at
+  // most one per 3 s (bus.TYPING_EVERY_SECONDS) and drops what comes faster
+  const TYPING_EVERY_MS = 4500;
   const TYPING_SHOWN_MS = 6000; // bus.TYPING_SHOWN_SECONDS
   const RECALL_MS = 120000; // recall.RECALL_SECONDS: the server has the last word (409 after it)
 
