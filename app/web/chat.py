@@ -217,6 +217,13 @@ def total_headers(db: Session, user_id: str) -> dict[str, str]:
     return {"X-Kefu-Total-Unread": str(total), "X-Kefu-As-Of": str(as_of)}
 
 
+def message_page_context(me: User, item: convs.ConversationItem, messages: list[Any]) -> dict[str, Any]:
+    """The context shared by the fragments of a page of a conversation's messages, older or newer: the reader, the
+    conversation id, the messages, both senders and the peer's read watermark (for 已读)."""
+    return {"me": me, "cid": item.id, "messages": messages, "senders": {me.id: me, item.peer.id: item.peer},
+            "peer_last_read": item.peer_last_read}
+
+
 def text_sender(request: Request, state: State, raw_cid: str, body: str | None,
                 raw_reply_to: str | None = None) -> Work:
     """The work of sending a typed message (quoting message `raw_reply_to` when given: InvalidInput naming the field
@@ -419,14 +426,7 @@ class ChatController(Controller):
         item = convs.conversation_item(db, conversation_id, me.id)
         before_id = parse_id(before) if before else None
         messages, has_more = msgs.messages_before(db, conversation_id, before_id)
-        context = {
-            "me": me,
-            "cid": conversation_id,
-            "messages": messages,
-            "has_more": has_more,
-            "senders": {me.id: me, item.peer.id: item.peer},
-            "peer_last_read": item.peer_last_read,
-        }
+        context = {**message_page_context(me, item, messages), "has_more": has_more}
         return Template("_older_messages.html", context=context)
 
     @post("/c/{cid:str}/messages", status_code=201, request_max_body_size=bodies.MESSAGE, name="chat:send")

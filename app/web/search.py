@@ -13,7 +13,7 @@ from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat import search
 from app.chat.errors import InvalidInput
-from app.web.chat import page_context
+from app.web.chat import message_page_context, page_context
 from app.web.deps import PERSON_DEPENDENCIES, Db, Me, PathId, QueryValue, parse_id
 from app.web.errors import error_response
 
@@ -63,13 +63,6 @@ class SearchController(Controller):
         item = convs.conversation_item(db, conversation_id, me.id)
         after_id = parse_id(after or "")
         messages, has_newer = msgs.messages_after_in(db, conversation_id, after_id)
-        context = {
-            "me": me,
-            "cid": conversation_id,
-            "messages": messages,
-            "has_newer": has_newer,
-            "last_id": messages[-1].id if messages else after_id,
-            "senders": {me.id: me, item.peer.id: item.peer},
-            "peer_last_read": item.peer_last_read,
-        }
+        context = {**message_page_context(me, item, messages), "has_newer": has_newer,
+                   "last_id": messages[-1].id if messages else after_id}
         return Template("_newer_messages.html", context=context)

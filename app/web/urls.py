@@ -26,12 +26,14 @@ def url_maker(app: Litestar) -> UrlFor:
 
     @cache
     def path_parameters(name: str) -> frozenset[str]:
+        """The names of route `name`'s path parameters (NoRouteMatchFoundException for no such route)."""
         index = app.get_handler_index_by_name(name)
         if index is None:
             raise NoRouteMatchFoundException(f"no route is named {name!r}")
         return frozenset(found for path in index["paths"] for found in _PATH_PARAMETER.findall(path))
 
     def url_for(name: str, /, **arguments: object) -> str:
+        """The path of route `name` with `arguments` filled in, the rest as its query string (see url_maker)."""
         in_path = path_parameters(name)
         path = app.route_reverse(name, **{key: str(value) for key, value in arguments.items() if key in in_path})
         query = {key: str(value) for key, value in arguments.items() if key not in in_path and value is not None}
