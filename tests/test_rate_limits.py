@@ -7,6 +7,7 @@ window's edge)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -114,3 +115,57 @@ def test_at_most_n_hits_in_any_window_even_across_a_window_edge(kind: str) -> No
     assert len(allowed) >= limit + 1  # the window slid on and let more through
     for first, sixth in zip(allowed, allowed[limit:], strict=False):
         assert sixth - first >= window * 0.98, f"{limit + 1} hits within {sixth - first:.3f} s"
+
+
+@pytest.mark.parametrize("kind", ["in-process", "redis"])
+def test_the_event_loops_hits_and_the_worker_threads_hits_are_one_count(kind: str) -> None:
+    limiter = RateLimiter() if kind == "in-process" else shared_limiter()
+
+    async def from_the_loop() -> list[int | None]:
+        return [await limiter.retry_after_async("b1", 5, 30.0) for _ in range(3)]
+
+    from_threads = [limiter.retry_after("b1", 5, 30.0) for _ in range(2)]
+    assert from_threads + asyncio.run(from_the_loop()) == [None, None, None, None, None]
+    refused = asyncio.run(from_the_loop())
+    assert all(wait is not None and 0 < wait <= 30 for wait in refused), refused
+    assert limiter.retry_after("b1", 5, 30.0) is not None
+
+
+def test_a_stalled_redis_does_not_stall_the_event_loop() -> None:
+    """The typing route and stream opens count on the event loop: while Redis does not answer, the loop must go on
+    serving every other stream of the process (a blocking round trip would freeze them all)."""
+    limiter = shared_limiter()
+    pauser = redis.Redis.from_url(REDIS_URL)
+
+    async def scenario() -> int | None:
+        ticks = 0
+
+        async def other_work() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        pauser.execute_command("CLIENT", "PAUSE", 5000, "WRITE")  # scripts wait; reads such as UNPAUSE do not
+        try:
+            worker = asyncio.create_task(other_work())
+            hit = asyncio.create_task(limiter.retry_after_async("b1", 5, 30.0))
+            while ticks < 200:
+                await asyncio.sleep(0)
+            assert not hit.done(), "the count answered while Redis was paused"
+        finally:
+            pauser.execute_command("CLIENT", "UNPAUSE")
+        worker.cancel()
+        return await hit
+
+    assert asyncio.run(scenario()) is None
+    assert [limiter.retry_after("b1", 5, 30.0) for _ in range(5)] == [None, None, None, None, 30]
+
+
+def test_the_event_loops_count_goes_on_in_this_process_when_redis_is_away() -> None:
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", prefix="kefu:test-rate:away")
+
+    async def hits() -> list[int | None]:
+        return [await limiter.retry_after_async("b1", 2, 30.0) for _ in range(3)]
+
+    assert asyncio.run(hits()) == [None, None, 30]

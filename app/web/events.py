@@ -84,7 +84,7 @@ async def events(request: Request, state: State) -> Stream:
     if viewer is None:
         raise NotAuthorizedException()
     limit, window = state.settings.stream_limit
-    wait = state.limiter.retry_after(f"stream:{viewer.user_id}", limit, window)
+    wait = await state.limiter.retry_after_async(f"stream:{viewer.user_id}", limit, window)
     if wait is not None:  # every open costs a query and a replay: a reconnect loop gets told to wait
         text = _("连接太频繁了：{window} 秒内最多 {limit} 次，请 {wait} 秒后再试。").format(
             window=int(window), limit=limit, wait=wait)
