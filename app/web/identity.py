@@ -83,15 +83,25 @@ def serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 
 def read_session(request: Request) -> SessionData:
-    """The people this browser's cookie holds (signature and age checked, sessions not): empty when none."""
+    """The people this browser's cookie holds (signature and age checked, sessions not): empty when none. Decoded
+    once per request (SessionData is immutable): the typing route asks three times, and the signature check is most
+    of a typing notice's own cost (docs/performance.md §6)."""
     raw = request.cookies.get(COOKIE_NAME)
     if not raw or len(raw) > 4096:
         return SessionData()
+    cached = request.scope.get(_DECODED)
+    if cached is not None and cached[0] == raw:
+        return cached[1]
     try:
-        data = serializer(request.app.state.settings.secret_key).loads(raw, max_age=SESSION_MAX_AGE)
+        payload = serializer(request.app.state.settings.secret_key).loads(raw, max_age=SESSION_MAX_AGE)
+        data = SessionData.from_json(payload)
     except BadSignature:
-        return SessionData()
-    return SessionData.from_json(data)
+        data = SessionData()
+    request.scope[_DECODED] = (raw, data)  # type: ignore[literal-required]
+    return data
+
+
+_DECODED = "kefu.session"  # the scope key of a request's decoded cookie: (the raw value, its SessionData)
 
 
 def session_cookie(request: Request, data: SessionData) -> Cookie:
