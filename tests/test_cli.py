@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from litestar.testing import TestClient
@@ -26,7 +27,7 @@ from app.db.migrate import alembic_config, downgrade, upgrade
 from app.db.models import Message, User
 from tests.cli_support import ALEMBIC_LOG, USAGE_HINT, Kefu, assert_one_line_error
 from tests.dom import parse
-from tests.support import sign_in
+from tests.support import ServerProcess, free_port, server_env, sign_in
 
 CORE_TABLES = {"users", "conversations", "conversation_members", "messages"}
 # The people of the contract (§4), written out here rather than taken from the code under test.
@@ -251,3 +252,16 @@ def test_kefu_link_prints_the_public_address_people_open(kefu: Kefu) -> None:
     assert public.code == 0 and public.out.startswith("https://chat.example.com/chat?token="), public.out
     chosen = kefu("link", "b1", "--base-url", "https://kefu.shop.test", KEFU_PUBLIC_URL="https://chat.example.com")
     assert chosen.out.startswith("https://kefu.shop.test/chat?token="), chosen.out
+
+
+@pytest.mark.parametrize("setting", ["", "0"])
+def test_serve_logs_each_request_unless_told_not_to(sqlite_url: str, tmp_path: Path, setting: str) -> None:
+    env = server_env(sqlite_url, tmp_path, **({"KEFU_ACCESS_LOG": setting} if setting else {}))
+    server = ServerProcess(env, free_port()).start()
+    try:
+        assert httpx.get(f"{server.url}/healthz?probe=access-log", timeout=5).status_code == 200
+    finally:
+        server.stop()  # the log is complete once the process has ended
+    log = (tmp_path / f"server-{server.port}.log").read_text()
+    assert "Application startup complete" in log
+    assert ('"GET /healthz?probe=access-log HTTP/1.1" 200' in log) is (setting == "")
