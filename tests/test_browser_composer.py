@@ -4,10 +4,11 @@ and closing, and the sound and notification switches."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import ServerProcess, hide_page, open_chat, post_message, send
+from tests.support import MESSAGE_ID_RE, ServerProcess, hide_page, open_chat, post_message, send, sign_in
 
 pytestmark = pytest.mark.browser
 INVOICE = "可以开增值税专用发票，下单时请备注开票信息。"
@@ -228,6 +229,44 @@ def test_sound_and_notifications_switch_off_and_stay_off_for_this_person_on_this
     notify.click()
     sound.click()  # on again
     assert notify.inner_text() == "消息提醒：开" and sound.inner_text() == "提示音：开"
+    assert m1.js_errors == []
+
+
+CLOSE_PROBE = """
+(() => {
+  window.__notifications = [];
+  const Native = window.Notification;
+  window.Notification = class extends Native {
+    constructor(title, options) {
+      super(title, options);
+      this.__entry = { body: options && options.body, closed: false };
+      window.__notifications.push(this.__entry);
+    }
+    close() { this.__entry.closed = true; super.close(); }
+  };
+})();
+"""
+
+
+def test_a_notification_of_a_message_that_is_then_recalled_is_taken_back(  # type: ignore[no-untyped-def]
+    browser, server: ServerProcess
+) -> None:
+    m1 = open_chat(browser, server, "user_id=m1&target=b1", permissions=["notifications"],
+                   prepare=lambda page: page.add_init_script(CLOSE_PROBE))
+    cid = m1.locator('[data-testid="thread"]').get_attribute("data-conversation-id")
+    hide_page(m1, True)
+    with httpx.Client(base_url=server.url, timeout=10) as b1:
+        token = sign_in(b1, "b1")
+        kept = b1.post(f"/chat/c/{cid}/messages", data={"body": "留着的"}, headers={"X-CSRFToken": token})
+        m1.wait_for_function("() => window.__notifications.length === 1")
+        taken = b1.post(f"/chat/c/{cid}/messages", data={"body": "说错了"}, headers={"X-CSRFToken": token})
+        m1.wait_for_function("() => window.__notifications.length === 2")
+        mid = MESSAGE_ID_RE.search(taken.text).group(1)  # type: ignore[union-attr]
+        assert kept.status_code == 201
+        assert b1.post(f"/chat/c/{cid}/messages/{mid}/recall", headers={"X-CSRFToken": token}).status_code == 200
+    m1.locator(f'[data-message-id="{mid}"][data-recalled="true"]').wait_for()
+    m1.wait_for_function("() => window.__notifications[1].closed")
+    assert m1.evaluate("window.__notifications.map(n => [n.body, n.closed])") == [["留着的", False], ["说错了", True]]
     assert m1.js_errors == []
 
 

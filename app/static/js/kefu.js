@@ -437,8 +437,15 @@
     if (body.dataset.notify === "off") return; // switched off on this device (composer.js)
     const name = $(".msg-sender", article)?.textContent || "";
     const n = new Notification(name, { body: article.dataset.preview || "", tag: "kefu-" + article.dataset.conversationId });
+    const mid = article.dataset.messageId;
     n.onclick = () => { window.focus(); n.close(); };
+    n.onclose = () => { if (notified.get(mid) === n) notified.delete(mid); };
+    notified.set(mid, n);
+    if (notified.size > 50) notified.delete(notified.keys().next().value); // the oldest: replaced by its tag anyway
   }
+  // a notification still showing a message that was then recalled is taken back: it would show what no longer exists
+  const notified = new Map(); // message id → its notification
+  document.addEventListener("kefu:recall", (e) => notified.get(String(e.detail.message_id))?.close());
   // the switches for both, and what they say: composer.js
 
   // --- a message, from the stream or as the answer to one's own POST: each effect once per message id ---
