@@ -112,7 +112,7 @@ def tune_process(threads: int) -> None:
 
 def app_state(settings: Settings) -> State:
     """The app's long-lived parts: the database engine and sessions, the channels (in memory or on Redis) and the bus
-    on them, presence, the event streams' registry, the rate limiter and the webhook worker."""
+    on them, presence, the event streams' registry, the rate limiters and the webhook worker."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     broker = BrokerStatus("redis" if settings.broker_url else "memory")
@@ -130,6 +130,11 @@ def app_state(settings: Settings) -> State:
         "broker": broker,
         "streams": StreamRegistry(settings.streams_per_person, settings.sse_ping_seconds),
         "limiter": RedisRateLimiter(settings.broker_url) if settings.broker_url else RateLimiter(),
+        # Typing notices are counted by each process alone: nothing is stored and nothing is at stake but an
+        # indicator, and a Redis round trip per notice cost more than the notice (with 1,000 people typing, the
+        # broker run's median delivery went from 8 to 36 ms; docs/performance.md §6). N processes: at most N
+        # notices a person per 3 s reach the others, and Settings.typing_limit holds per process.
+        "typing_limiter": RateLimiter(),
         "forget_stopping_hook": lambda: None,
     })
 

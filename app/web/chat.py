@@ -269,15 +269,16 @@ def typing_permit(request: Request, state: State, raw_cid: str) -> tuple[str, in
     return None if participants is None else (entry[0], conversation_id, participants)
 
 
-async def refuse_typing_flood(request: Request, state: State) -> None:
+def refuse_typing_flood(request: Request, state: State) -> None:
     """TooManyRequestsException (429, Retry-After) when the person the request's signed cookie names has posted more
-    typing notices than Settings.typing_limit allows: a flood costs a signature check and a counter, no query.
-    Requests naming no one go on to be refused (401) by the usual check."""
+    typing notices than Settings.typing_limit allows (counted in this process: app.main's typing_limiter): a flood
+    costs a signature check and a counter, no query and no round trip. Requests naming no one go on to be refused
+    (401) by the usual check."""
     entry = acting_entry(request)
     if entry is None:
         return
     limit, window = state.settings.typing_limit
-    wait = await state.limiter.retry_after_async(f"typing-posts:{entry[0]}", limit, window)
+    wait = state.typing_limiter.retry_after(f"typing-posts:{entry[0]}", limit, window)
     if wait is not None:
         raise TooManyRequestsException(detail=_("输入状态发送太频繁了。"), headers={"Retry-After": str(wait)},
                                        extra={"public": True})
@@ -466,10 +467,11 @@ class ChatController(Controller):
     @post("/c/{cid:str}/typing", status_code=204, request_max_body_size=bodies.SMALL_FORM, name="chat:typing")
     async def typing(self, request: Request, state: State, cid: PathId) -> Response[None]:
         """POST /chat/c/{cid}/typing: the person is typing; the other participant's streams (and the admins') hear
-        `typing`, at most once every TYPING_EVERY_SECONDS (3) per person and conversation (more often: 204, told to
-        nobody). Never stored. 401, 403 for a non-participant or an admin, 404 for no such conversation; 429 with
-        Retry-After past Settings.typing_limit for the person the cookie names, answered before any database work."""
-        await refuse_typing_flood(request, state)
+        `typing`, at most once every TYPING_EVERY_SECONDS (3) per person and conversation in each process (more
+        often: 204, told to nobody). Never stored. 401, 403 for a non-participant or an admin, 404 for no such
+        conversation; 429 with Retry-After past Settings.typing_limit for the person the cookie names, answered before
+        any database work."""
+        refuse_typing_flood(request, state)
 
         def _checked() -> tuple[str, int, tuple[str, str], bool]:
             with state.sessions() as db:
@@ -483,7 +485,7 @@ class ChatController(Controller):
                 state.bus.typing_permits.grant(session_key(entry[1]), typist, conversation_id, participants)
         else:
             typist, conversation_id, participants = permitted
-        if await state.limiter.retry_after_async(f"typing:{typist}:{conversation_id}", 1, TYPING_EVERY_SECONDS) is None:
+        if state.typing_limiter.retry_after(f"typing:{typist}:{conversation_id}", 1, TYPING_EVERY_SECONDS) is None:
             await state.bus.deliver(state.bus.typing_delivery(conversation_id, participants, typist))
         return Response(None, status_code=204)
 
