@@ -255,6 +255,7 @@ def server_env(args: argparse.Namespace, var_dir: Path, broker: bool) -> dict[st
         KEFU_VAR_DIR=str(var_dir),
         KEFU_UPLOAD_DIR=str(var_dir / "uploads"),
         KEFU_SSE_PING_SECONDS=str(args.ping_seconds),
+        KEFU_ACCESS_LOG="1" if args.access_log else "0",  # off as docs/deploy.md runs it (nginx logs requests)
     )
     if broker:
         env["KEFU_BROKER_URL"] = args.broker_url
@@ -1089,6 +1090,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         "read_receipts": bool(args.reads),
         **result,
         "typing": bool(args.typing),
+        "access_log": bool(args.access_log),
         "typing_posts": typists.posted if typists else 0,
         "typing_errors": dict(typists.errors) if typists else {},
         "typing_events_received": typing_events,
@@ -1294,6 +1296,8 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--server-pid", type=int, help="with --url: the server's pid, for memory and CPU figures")
     common.add_argument("--database-url", default=os.environ.get("KEFU_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     common.add_argument("--broker-url", default=os.environ.get("KEFU_BENCH_BROKER_URL", DEFAULT_BROKER_URL))
+    common.add_argument("--access-log", action="store_true", help="a server log line per request (KEFU_ACCESS_LOG; "
+                        "off by default, as docs/deploy.md runs Kefu behind nginx)")
     common.add_argument("--broker", action="store_true", help="use the Redis broker even with one worker")
     common.add_argument("--max-messages", type=positive(int, MAX_MESSAGES), default=100_000,
                         help="cap on the messages of one phase")
