@@ -265,3 +265,23 @@ def test_serve_logs_each_request_unless_told_not_to(sqlite_url: str, tmp_path: P
     log = (tmp_path / f"server-{server.port}.log").read_text()
     assert "Application startup complete" in log
     assert ('"GET /healthz?probe=access-log HTTP/1.1" 200' in log) is (setting == "")
+
+
+def test_going_down_a_revision_keeps_every_message_and_membership(database_url: str) -> None:
+    """On SQLite a revision that changes a table copies it and drops the old one: with foreign keys on, dropping
+    `conversations` deleted every message and membership with it (their ON DELETE CASCADE)."""
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            b1, m1 = get_user(session, "b1"), get_user(session, "m1")
+            cid = convs.get_or_create_conversation(session, b1, m1).id  # type: ignore[arg-type]
+            msgs.send_message(session, cid, "b1", "降级之前的话")
+            session.commit()
+        downgrade(database_url, "0010_recall_quote")  # 0011 takes a column of `conversations` away again
+        with engine.connect() as connection:
+            bodies = connection.execute(text("SELECT body FROM messages")).scalars().all()
+            members = connection.execute(text("SELECT user_id FROM conversation_members")).scalars().all()
+        assert bodies == ["降级之前的话"] and sorted(members) == ["b1", "m1"]
+    finally:
+        upgrade(database_url)
+        engine.dispose()

@@ -33,6 +33,12 @@ def run_migrations_online() -> None:
     one transaction per migration; SQLite alters tables in batch mode (it cannot alter most columns in place)."""
     engine = make_engine(_url())
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch mode copies a table, drops the old one and renames the copy: with foreign keys on, dropping
+            # `conversations` would cascade and delete every message and membership (SQLite's own advice for
+            # altering tables: https://www.sqlite.org/lang_altertable.html#otheralter). Checked after the run.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -40,6 +46,11 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"the migration left rows whose references point nowhere: {broken[:5]}")
     engine.dispose()
 
 
