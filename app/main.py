@@ -43,6 +43,7 @@ from app.web.events import events
 from app.web.files import FilesController
 from app.web.health import healthz
 from app.web.i18n_hook import set_locale
+from app.web.intervention import InterventionController
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
 from app.web.requests import KefuRequest
 from app.web.search import SearchController
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             redoc_redirect,
             ChatController,
             SearchController,
+            InterventionController,
             AdminController,
             AuthController,
             Router(path="/", route_handlers=[FilesController],

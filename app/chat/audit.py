@@ -20,6 +20,9 @@ ACTIONS = (
     "link.sign_in",
     "link.refused",
     "message.recalled",
+    "conversation.intervention_requested",
+    "member.joined",
+    "member.left",
 )
 PAGE_SIZE = 50
 
@@ -38,6 +41,9 @@ def label(action: str) -> str:
         "link.sign_in": _("通过链接登录"),
         "link.refused": _("登录链接被拒绝"),
         "message.recalled": _("撤回消息"),
+        "conversation.intervention_requested": _("申请平台介入"),
+        "member.joined": _("加入会话"),
+        "member.left": _("退出会话"),
     }
     return labels.get(action, action)
 MAX_ACTOR = 64

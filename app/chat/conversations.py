@@ -82,7 +82,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
     """A conversation as the API and webhooks show it."""
     return {
         "id": conversation.id,
-        "participants": [conversation.user_a, conversation.user_b],
+        "participants": list(participants(conversation)),
         "created_at": conversation.created_at.isoformat(),
         "last_activity_at": conversation.last_activity_at.isoformat(),
         "last_message_id": conversation.last_message_id,
@@ -130,9 +130,16 @@ def recent_peers(session: Session, user_id: str, limit: int = PRESENCE_AUDIENCE)
     return list(session.scalars(query))
 
 
-def participants(conversation: Conversation) -> tuple[str, str]:
-    """The conversation's two user ids, (user_a, user_b)."""
-    return conversation.user_a, conversation.user_b
+def participants(conversation: Conversation) -> tuple[str, ...]:
+    """The conversation's members' user ids: (user_a, user_b), and the platform's support person while they
+    intervene (app.chat.members)."""
+    return members_of(conversation.user_a, conversation.user_b, conversation.support_id)
+
+
+def members_of(user_a: str, user_b: str, support_id: str | None) -> tuple[str, ...]:
+    """The members' ids from a conversation row's columns (for the prebuilt queries that read them without an ORM
+    object): the pair, then the intervening support person if any."""
+    return (user_a, user_b) if support_id is None else (user_a, user_b, support_id)
 
 
 def listed(user_id: str) -> ColumnElement[bool]:

@@ -26,6 +26,12 @@ class Forbidden(ChatError):
     code = "forbidden"
 
 
+class Conflict(ChatError):
+    """What is asked is already so, or no longer possible in the present state (409)."""
+
+    code = "conflict"
+
+
 class InvalidInput(ChatError):
     """Bad input from a person; `str(error)` is the message to show them."""
 

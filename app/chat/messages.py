@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.chat import search, webhooks
+from app.chat.conversations import members_of, participants
 from app.chat.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from app.chat.paging import page_of
 from app.chat.text import clean_text
@@ -81,7 +82,7 @@ class Sent:
     (`read_up_to`: then both sides hear a read receipt). `repeated`: an Idempotency-Key retry, nothing new stored."""
 
     message: Message
-    participants: tuple[str, str]
+    participants: tuple[str, ...]
     read_up_to: int | None = None
     repeated: bool = False
 
@@ -126,7 +127,7 @@ def _stored_meanwhile(session: Session, outgoing: Outgoing) -> Sent:
     session.commit()
     if earlier is None or conversation is None:
         raise Unavailable(_("数据库正忙，消息没有发出，请重试。"))
-    return Sent(_same_request(earlier, outgoing, body), (conversation.user_a, conversation.user_b), repeated=True)
+    return Sent(_same_request(earlier, outgoing, body), participants(conversation), repeated=True)
 
 
 def stored_with_key(session: Session, outgoing: Outgoing) -> Message | None:
@@ -147,7 +148,7 @@ def _send(session: Session, outgoing: Outgoing, admit: Admit | None) -> Sent:
     row = connection.execute(_LOCK, {"cid": outgoing.conversation_id, "sender": outgoing.sender}).one_or_none()
     if row is None:
         raise NotFound("conversation")
-    participants = (row.user_a, row.user_b)
+    participants = members_of(row.user_a, row.user_b, row.support_id)
     if outgoing.sender_id is not None and outgoing.sender_id not in participants:
         raise Forbidden("not a participant")
     body = _stored_body(outgoing)
@@ -293,7 +294,7 @@ def message_data(message: Message) -> dict[str, Any]:
 # then skips building, coercing and cache-keying a statement per message (half the CPU of a send, measured).
 _conversations, _members = Conversation.__table__.c, Member.__table__.c
 _LOCK = (  # the conversation, and the sender's membership (the watermark before this message), locked together
-    select(_conversations.user_a, _conversations.user_b, _conversations.last_message_id,
+    select(_conversations.user_a, _conversations.user_b, _conversations.support_id, _conversations.last_message_id,
            _members.last_read_message_id)
     .select_from(Conversation.__table__.outerjoin(Member.__table__, and_(
         _members.conversation_id == _conversations.id, _members.user_id == bindparam("sender"))))

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.chat import audit, webhooks
+from app.chat.conversations import participants as conversation_participants
 from app.chat.errors import ChatError, Forbidden, NotFound
 from app.chat.messages import LOOK_BACK_SECONDS
 from app.db.models import Conversation, Member, Message, utcnow
@@ -30,14 +31,22 @@ class RecallTooLate(ChatError):
     code = "recall_too_late"
 
 
+class RecallLocked(ChatError):
+    """The message was sent after the platform was asked to intervene: it is evidence and stays (409)."""
+
+    code = "recall_locked"
+
+
 @dataclass(frozen=True)
 class Recalled:
-    """A recalled message (committed) and its conversation's two participants; `repeated`: it was already recalled,
-    nothing changed and nobody needs telling again."""
+    """A recalled message (committed) and its conversation's members (`support_id`: the platform's member among them,
+    who keeps seeing the original, as admins do); `repeated`: it was already recalled, nothing changed and nobody
+    needs telling again."""
 
     message: Message
-    participants: tuple[str, str]
+    participants: tuple[str, ...]
     repeated: bool = False
+    support_id: str | None = None
 
 
 def recall(session: Session, conversation_id: int, message_id: int, user_id: str,
@@ -45,27 +54,30 @@ def recall(session: Session, conversation_id: int, message_id: int, user_id: str
     """`user_id` recalls their message `message_id` of conversation `conversation_id` (committed, audited, and a
     `message.recalled` webhook queued). Recalling it again changes nothing (`repeated`). Raises NotFound (no such
     message in that conversation), Forbidden (not their own message, or a notice), RecallTooLate (sent more than
-    RECALL_SECONDS before `now`)."""
+    RECALL_SECONDS before `now`), RecallLocked (sent after the platform was asked to intervene)."""
     now = now or utcnow()
+    # the conversation first, then the message: the order a send that quotes takes them in (no deadlock), and an
+    # intervention asked at this moment either comes first (the message is then evidence) or waits
+    conversation = session.get(Conversation, conversation_id, with_for_update=True)
     message = session.scalar(select(Message).where(Message.id == message_id).with_for_update())
-    if message is None or message.conversation_id != conversation_id:
+    if conversation is None or message is None or message.conversation_id != conversation_id:
         raise NotFound("message")
-    conversation = session.get(Conversation, conversation_id)
-    assert conversation is not None  # the message's foreign key
-    participants = (conversation.user_a, conversation.user_b)
+    participants = conversation_participants(conversation)
     if message.sender_id != user_id or message.kind == "system":
         raise Forbidden(_("只能撤回自己发出的消息。"))
     if message.recalled_at is not None:
         session.commit()
-        return Recalled(message, participants, repeated=True)
+        return Recalled(message, participants, repeated=True, support_id=conversation.support_id)
     if now - message.created_at > timedelta(seconds=RECALL_SECONDS):
         raise RecallTooLate(_("发出超过 2 分钟的消息不能撤回。"))
+    if conversation.intervention_at is not None and message.created_at >= conversation.intervention_at:
+        raise RecallLocked(_("平台介入后发出的消息是处理依据，不能撤回。"))
     message.recalled_at = now
     audit.record(session, "message.recalled", user_id, detail=f"conversation={conversation_id} message={message_id}")
     webhooks.enqueue(session, "message.recalled", {"id": message.id, "conversation_id": conversation_id,
                                                    "sender_id": user_id, "recalled_at": now.isoformat()})
     session.commit()
-    return Recalled(message, participants)
+    return Recalled(message, participants, support_id=conversation.support_id)
 
 
 def recalls_to_replay(session: Session, viewer_id: str | None, resume_from: int) -> list[Message] | None:

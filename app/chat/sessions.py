@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Member, SignInSession, utcnow
+from app.chat.conversations import members_of
+from app.db.models import Conversation, Member, SignInSession, utcnow
 
 TOKEN_BYTES = 32
 MAX_TOKEN_LENGTH = 100  # token_urlsafe(32) is 43 characters
@@ -57,27 +58,30 @@ def session_owner(db: Session, token: str, now: datetime | None = None) -> str |
     return str(row.user_id)
 
 
-_SESSION_AND_MEMBER = (  # prebuilt: every typing notice asks it
-    select(Member.__table__.c.peer_id, SignInSession.__table__.c.expires_at)
-    .select_from(SignInSession.__table__.join(Member.__table__,
-                                              Member.__table__.c.user_id == SignInSession.__table__.c.user_id))
+_SESSION_AND_MEMBERS = (  # prebuilt: every typing notice asks it
+    select(Conversation.__table__.c.user_a, Conversation.__table__.c.user_b, Conversation.__table__.c.support_id,
+           SignInSession.__table__.c.expires_at)
+    .select_from(SignInSession.__table__
+                 .join(Member.__table__, Member.__table__.c.user_id == SignInSession.__table__.c.user_id)
+                 .join(Conversation.__table__, Conversation.__table__.c.id == Member.__table__.c.conversation_id))
     .where(SignInSession.__table__.c.id == bindparam("key"), SignInSession.__table__.c.user_id == bindparam("user"),
            Member.__table__.c.conversation_id == bindparam("cid"))
 )
 
 
-def participant_peer(db: Session, token: str, user_id: str, conversation_id: int,
-                     now: datetime | None = None) -> str | None:
-    """The other participant of conversation `conversation_id` when `token` is a live session of `user_id` and they
-    take part in it; else None (then `session_owner` and `app.chat.conversations.get_membership` say what is wrong).
-    One query, by primary keys: the check of the cheapest participant-only request (a typing notice)."""
+def member_audience(db: Session, token: str, user_id: str, conversation_id: int,
+                    now: datetime | None = None) -> tuple[str, ...] | None:
+    """The members of conversation `conversation_id` (app.chat.conversations.members_of) when `token` is a live
+    session of `user_id` and they are one of them; else None (then `session_owner` and
+    `app.chat.conversations.get_membership` say what is wrong). One query, by primary keys: the check of the cheapest
+    member-only request (a typing notice)."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    row = db.connection().execute(_SESSION_AND_MEMBER, {"key": session_key(token), "user": user_id,
-                                                         "cid": conversation_id}).one_or_none()
+    row = db.connection().execute(_SESSION_AND_MEMBERS, {"key": session_key(token), "user": user_id,
+                                                          "cid": conversation_id}).one_or_none()
     if row is None or row.expires_at <= (now or utcnow()):
         return None
-    return str(row.peer_id)
+    return members_of(row.user_a, row.user_b, row.support_id)
 
 
 def live_owners(db: Session, tokens: Iterable[str]) -> set[str]:

@@ -22,7 +22,8 @@ from app.chat.errors import InvalidInput, NotFound
 from app.chat.webhook_targets import check_target
 from app.db.models import Webhook, WebhookDelivery, utcnow
 
-EVENTS = ("message.created", "message.recalled", "conversation.created")
+EVENTS = ("message.created", "message.recalled", "conversation.created", "conversation.intervention_requested",
+          "member.joined", "member.left")
 GIVE_UP_AFTER = timedelta(days=1)
 
 

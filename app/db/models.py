@@ -74,7 +74,8 @@ class User(Base):
 
 
 class Conversation(Base):
-    """A conversation between exactly two people; `user_a` < `user_b` so a pair has one row."""
+    """A conversation of a pair of people (`user_a` < `user_b`, so a pair has one row) and, while the platform
+    intervenes in a buyer–merchant conversation, its support person (`support_id`, a third member): app.chat.members."""
 
     __tablename__ = "conversations"
     __table_args__ = (
@@ -91,6 +92,10 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     # who opened it: until its first message, it is listed for them only (None: opened before this was kept)
     opened_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    # the platform's member while an intervention lasts (None before and after), and when it was first asked in
+    support_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", name="fk_conversations_support"),
+                                                   default=None)
+    intervention_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Member(Base):

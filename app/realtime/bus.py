@@ -13,6 +13,7 @@ from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
+from app.chat.members import MemberChange
 from app.chat.messages import Sent
 from app.chat.recall import Recalled
 from app.db.models import User
@@ -74,8 +75,8 @@ class Bus:
             log.exception("could not publish %s event", event.get("t"))
 
     @staticmethod
-    def conversation_channels(participant_ids: tuple[str, str]) -> list[str]:
-        """The channels that hear of a conversation: both participants' and the admins'."""
+    def conversation_channels(participant_ids: tuple[str, ...]) -> list[str]:
+        """The channels that hear of a conversation: its members' and the admins'."""
         return [person_channel(uid) for uid in participant_ids] + [ADMINS]
 
     def delivery(self, sent: Sent, sender: User | None) -> Delivery:
@@ -98,15 +99,16 @@ class Bus:
         for event, channels in delivery.events:
             await self.publish(event, channels)
 
-    def read_delivery(self, conversation_id: int, participant_ids: tuple[str, str], reader_id: str,
+    def read_delivery(self, conversation_id: int, participant_ids: tuple[str, ...], reader_id: str,
                       up_to: int) -> Delivery:
         """Both sides (and the admins) hear that `reader_id` has read `conversation_id` up to message `up_to`."""
         event = {"t": "read", "cid": conversation_id, "user": reader_id, "upto": up_to}
         return Delivery("", [(event, self.conversation_channels(participant_ids))])
 
     def recall_delivery(self, recalled: Recalled) -> Delivery:
-        """Both participants hear `recall` with the tombstone's HTML, the admins with the original marked recalled
-        (their monitor keeps it). A repeated recall was announced the first time."""
+        """The members hear `recall` with the tombstone's HTML; the admins, and the platform's member of an
+        intervention, with the original marked recalled (their view keeps it as evidence). A repeated recall was
+        announced the first time."""
         message = recalled.message
         sender = message.author
         people = render_message(message, sender)
@@ -114,10 +116,20 @@ class Bus:
             return Delivery(people, [])
         admins = render_message(message, sender, monitor=True)
         base = {"t": "recall", "cid": message.conversation_id, "mid": message.id}
-        return Delivery(people, [({**base, "html": people}, [person_channel(uid) for uid in recalled.participants]),
-                                 ({**base, "html": admins}, [ADMINS])])
+        parties = [person_channel(uid) for uid in recalled.participants if uid != recalled.support_id]
+        keepers = [ADMINS] + ([person_channel(recalled.support_id)] if recalled.support_id else [])
+        return Delivery(people, [({**base, "html": people}, parties), ({**base, "html": admins}, keepers)])
 
-    def typing_delivery(self, conversation_id: int, participant_ids: tuple[str, str], typist_id: str) -> Delivery:
+    def member_delivery(self, change: MemberChange) -> Delivery:
+        """Everyone in the conversation before and after the change, and the admins, hear `member` (who joined or
+        left); then the notices it posted, as any message."""
+        event = {"t": "member", "cid": change.conversation_id, "user": change.user_id, "action": change.action}
+        events = [(event, self.conversation_channels(change.audience))]
+        for sent in change.notices:
+            events += self.delivery(sent, None).events
+        return Delivery("", events)
+
+    def typing_delivery(self, conversation_id: int, participant_ids: tuple[str, ...], typist_id: str) -> Delivery:
         """The other participant and the admins hear that `typist_id` is typing in `conversation_id` (never
         stored; the page shows it for a few seconds)."""
         event = {"t": "typing", "cid": conversation_id, "user": typist_id}

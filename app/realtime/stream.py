@@ -81,7 +81,8 @@ SIGNED_OUT_FIELDS = sse_fields("closed", "signed-out")
 class Frame(NamedTuple):
     """A published event, decoded once for every stream that receives it."""
 
-    kind: str  # message, read, presence, recall, typing, resync, signed_out, or "" (what this version does not know)
+    # message, read, presence, recall, typing, member, resync, signed_out, or "" (what this version does not know)
+    kind: str
     message_id: int = 0
     fields: bytes = b""
     then: bytes = b""  # a second event sent right after (a message's read receipt), its fields without `id:`
@@ -104,6 +105,10 @@ def frame_of(raw: bytes) -> Frame:
             return Frame(kind, 0, sse_fields(kind, data))
         if kind == "recall":
             return Frame(kind, 0, recall_fields(int(event["cid"]), int(event["mid"]), str(event["html"])))
+        if kind == "member":
+            data = json.dumps({"conversation_id": int(event["cid"]), "user_id": str(event["user"]),
+                               "action": str(event["action"])})
+            return Frame(kind, 0, sse_fields(kind, data))
         if kind == "typing":
             data = json.dumps({"conversation_id": int(event["cid"]), "user_id": str(event["user"])})
             return Frame(kind, 0, sse_fields(kind, data))
@@ -300,7 +305,7 @@ class EventStream:
             self.watermark = max(self.watermark, frame.message_id)
             chunk = with_id(self.watermark, frame.fields)
             return (chunk + with_id(self.watermark, frame.then) if frame.then else chunk), False
-        if frame.kind in ("read", "presence", "recall", "typing"):
+        if frame.kind in ("read", "presence", "recall", "typing", "member"):
             return with_id(self.watermark, frame.fields), False
         return b"", False
 

@@ -22,21 +22,21 @@ Key = tuple[str, str, int]  # (session key, user id, conversation id)
 
 
 class TypingPermits:
-    """In-process permits (session key, user id, conversation id) → the conversation's two participants."""
+    """In-process permits (session key, user id, conversation id) → the conversation's members."""
 
     def __init__(self, seconds: float = PERMIT_SECONDS, most: int = MOST_PERMITS) -> None:
         self.seconds = seconds
         self.most = most
-        self._permits: OrderedDict[Key, tuple[tuple[str, str], float]] = OrderedDict()
+        self._permits: OrderedDict[Key, tuple[tuple[str, ...], float]] = OrderedDict()
 
-    def participants(self, session_key: str, user_id: str, conversation_id: int) -> tuple[str, str] | None:
+    def participants(self, session_key: str, user_id: str, conversation_id: int) -> tuple[str, ...] | None:
         """The conversation's participants when a permit younger than `seconds` stands, else None."""
         found = self._permits.get((session_key, user_id, conversation_id))
         if found is None or found[1] <= time.monotonic():
             return None
         return found[0]
 
-    def grant(self, session_key: str, user_id: str, conversation_id: int, participants: tuple[str, str]) -> None:
+    def grant(self, session_key: str, user_id: str, conversation_id: int, participants: tuple[str, ...]) -> None:
         """Remember that the database said yes for this session, person and conversation (for `seconds` to twice
         that)."""
         key = (session_key, user_id, conversation_id)
@@ -51,4 +51,9 @@ class TypingPermits:
         """Drop every permit of these sessions (they ended here: a sign-out)."""
         ended = set(session_keys)
         for key in [key for key in self._permits if key[0] in ended]:
+            del self._permits[key]
+
+    def forget_conversation(self, conversation_id: int) -> None:
+        """Drop every permit of this conversation (its members changed: the next notice asks the database again)."""
+        for key in [key for key in self._permits if key[2] == conversation_id]:
             del self._permits[key]

@@ -11,6 +11,7 @@ MB = 1024 * 1024
 
 SMALL_FORM = 4 * 1024  # sign-in, sign-out, read receipts, deleting or moving a quick reply: a few short fields
 QUICK_REPLY_FORM = 16 * 1024  # 500 characters percent-encoded (9 bytes each at most) and the CSRF token
+REASON_FORM = QUICK_REPLY_FORM  # an intervention's reason: 500 characters too
 MESSAGE = 96 * 1024  # 5,000 characters percent-encoded, or as JSON escapes (12 bytes a character at most)
 DEFAULT = MESSAGE  # every other route (the API's JSON bodies among them)
 UPLOAD_ENVELOPE = 64 * 1024

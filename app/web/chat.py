@@ -30,7 +30,7 @@ from app.chat.recall import recall as recall_message
 from app.chat.sessions import (
     end_sessions,
     live_owners,
-    participant_peer,
+    member_audience,
     session_key,
     session_owner,
     start_session,
@@ -202,6 +202,7 @@ def thread_context(request: Request, db: Session, me: User, cid: int, at: int | 
         "my_last_read": convs.get_membership(db, cid, me.id).last_read_message_id,
         "senders": {me.id: me, item.peer.id: item.peer},
         "peer_online": presence.is_online(item.peer.id),
+        "evidence": item.conversation.support_id == me.id,  # the platform's member sees recalled originals
     }
 
 
@@ -221,7 +222,7 @@ def message_page_context(me: User, item: convs.ConversationItem, messages: list[
     """The context shared by the fragments of a page of a conversation's messages, older or newer: the reader, the
     conversation id, the messages, both senders and the peer's read watermark (for 已读)."""
     return {"me": me, "cid": item.id, "messages": messages, "senders": {me.id: me, item.peer.id: item.peer},
-            "peer_last_read": item.peer_last_read}
+            "peer_last_read": item.peer_last_read, "evidence": item.conversation.support_id == me.id}
 
 
 def text_sender(request: Request, state: State, raw_cid: str, body: str | None,
@@ -242,23 +243,23 @@ def text_sender(request: Request, state: State, raw_cid: str, body: str | None,
     return _work
 
 
-def typing_parties(request: Request, db: Session, raw_cid: str) -> tuple[str, int, tuple[str, str], bool]:
-    """(the typist, the conversation id, its two participants, whether the one-query check said yes) for a typing
-    notice: one query in the usual case (`participant_peer`); when that says no, or an admin is signed in here too,
+def typing_parties(request: Request, db: Session, raw_cid: str) -> tuple[str, int, tuple[str, ...], bool]:
+    """(the typist, the conversation id, its members, whether the one-query check said yes) for a typing
+    notice: one query in the usual case (`member_audience`); when that says no, or an admin is signed in here too,
     the usual checks raise why (401, 403, 404), as for any write."""
     entry = acting_entry(request)
     quick_id = id_from(raw_cid) if entry is not None and read_admin_cookie(request) is None else None
     if entry is not None and quick_id is not None:
-        peer = participant_peer(db, entry[1], entry[0], quick_id)
-        if peer is not None:
-            return entry[0], quick_id, (entry[0], peer), True
+        members = member_audience(db, entry[1], entry[0], quick_id)
+        if members is not None:
+            return entry[0], quick_id, members, True
     typist = current_person(request, db, write=True).id
     conversation_id = parse_id(raw_cid)
     convs.get_membership(db, conversation_id, typist)
     return typist, conversation_id, convs.participants(convs.get_conversation(db, conversation_id)), False
 
 
-def typing_permit(request: Request, state: State, raw_cid: str) -> tuple[str, int, tuple[str, str]] | None:
+def typing_permit(request: Request, state: State, raw_cid: str) -> tuple[str, int, tuple[str, ...]] | None:
     """(the typist, the conversation id, its participants) from a typing permit this process holds for the request's
     session (app.realtime.typing: granted after a database check, for a few seconds), else None. No query."""
     entry = acting_entry(request)
@@ -473,7 +474,7 @@ class ChatController(Controller):
         any database work."""
         refuse_typing_flood(request, state)
 
-        def _checked() -> tuple[str, int, tuple[str, str], bool]:
+        def _checked() -> tuple[str, int, tuple[str, ...], bool]:
             with state.sessions() as db:
                 return typing_parties(request, db, cid)
 

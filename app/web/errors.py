@@ -55,7 +55,7 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
 # The one table of a domain error's HTTP status, by its `code` (app/chat/errors.py); what is not here is a 400.
 STATUS_OF_CODE = {"not_found": 404, "forbidden": 403, "invalid": 422, "idempotency_key_reused": 422,
                   "too_large": 413, "unsupported_type": 415, "rate_limited": 429, "unavailable": 503,
-                  "recall_too_late": 409}
+                  "recall_too_late": 409, "recall_locked": 409, "conflict": 409}
 # The API's stable error code of an HTTP status, for errors that are not the domain's (Litestar's own).
 API_CODE_OF_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                       405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_type",

@@ -115,6 +115,11 @@
   function sentAt(article) {
     return Date.parse($("footer time", article)?.dateTime || "") || 0;
   }
+  // sent once the platform was asked in: evidence, which cannot be recalled (app.chat.recall: 409)
+  function isEvidence(article) {
+    const since = Date.parse(article.closest(".thread")?.dataset.interventionAt || "");
+    return !Number.isNaN(since) && sentAt(article) >= since;
+  }
   function tools(article) {
     const row = article.closest(".msg-row");
     if (!row || monitor || article.dataset.recalled === "true" || article.classList.contains("msg-kind-system")) return null;
@@ -125,7 +130,8 @@
       row.appendChild(bar);
     }
     bar.replaceChildren(toolButton("引用", "quote-button"));
-    if (article.dataset.senderId === me && !article.dataset.recallClosed && Date.now() - sentAt(article) < RECALL_MS) {
+    if (article.dataset.senderId === me && !article.dataset.recallClosed && Date.now() - sentAt(article) < RECALL_MS
+        && !isEvidence(article)) {
       bar.appendChild(toolButton("撤回", "recall-button"));
     }
     return bar;

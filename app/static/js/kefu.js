@@ -521,6 +521,14 @@
       s.addEventListener("read", heard(s, (e) => applyRead(JSON.parse(e.data))));
       s.addEventListener("presence", heard(s, (e) => applyPresence(JSON.parse(e.data))));
       // recalls and typing are conversation.js's: handed on as DOM events ("kefu:recall", "kefu:typing")
+      // someone joined or left (the platform stepping in or out): the open thread comes again, with who is in it now
+      s.addEventListener("member", heard(s, (e) => {
+        const change = JSON.parse(e.data);
+        document.dispatchEvent(new CustomEvent("kefu:member", { detail: change }));
+        if (openThread()?.dataset.conversationId !== String(change.conversation_id)) return;
+        if (!monitor && change.user_id === me && change.action === "left") closeThread();
+        else reloadThread();
+      }));
       for (const kind of ["recall", "typing"]) {
         s.addEventListener(kind, heard(s, (e) => {
           document.dispatchEvent(new CustomEvent(`kefu:${kind}`, { detail: JSON.parse(e.data) }));
@@ -577,6 +585,13 @@
     if (!cid) return;
     const url = monitor ? `/admin/c/${cid}?${body.dataset.filterQuery || ""}` : `/chat/c/${cid}`;
     htmx.ajax("GET", url, { target: "#thread-col", swap: "innerHTML" }).catch(() => {});
+  }
+  function closeThread() {
+    // this person is no longer in the open conversation: the list, without it
+    refreshList();
+    const col = document.getElementById("thread-col");
+    if (col) col.replaceChildren();
+    showView("list");
   }
   function caughtUp() {
     refreshList();
