@@ -60,8 +60,8 @@ def request_intervention(session: Session, conversation_id: int, asker_id: str, 
     `support_id` becomes a member (their watermark at the newest message), the request and the join are audited,
     the webhooks `conversation.intervention_requested` and `member.joined` queued, and two notices posted (who asked
     and why; who joined). Raises InvalidInput (field `reason`), NotFound (no such conversation), Forbidden (not a
-    member of the pair, or not a buyer–merchant conversation), Conflict (the platform is already in it),
-    Unavailable (no support person is set up)."""
+    member of the pair, or not a buyer–merchant conversation), Conflict (the platform is already in it, or no
+    support person is set up)."""
     reason = clean_reason(raw_reason)
     conversation = _locked(session, conversation_id)
     if asker_id not in (conversation.user_a, conversation.user_b):
