@@ -126,6 +126,9 @@ class Message(Base):
     recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
     # the message of the same conversation this one quotes
     reply_to_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    # a product or order card (kind "product" or "order"): its validated fields as canonical JSON (app.chat.cards);
+    # a column, not a side table, so that a page of messages and the send path need no extra query
+    card: Mapped[str | None] = mapped_column(Text, default=None)
     # loaded for whole pages of messages in one extra query, never one per message
     attachment: Mapped[Attachment | None] = relationship(lazy="selectin", viewonly=True)
     # the quoted message, and who wrote a message, loaded like the attachment: one extra query each for a page of
