@@ -140,6 +140,20 @@ class Message(Base):
                                                lazy="selectin", viewonly=True)
 
 
+class Consulting(Base):
+    """The product a person is asking about in a conversation (正在咨询), from the signed link they followed: shown
+    above their composer until they send it as a product card, once. `key` becomes that card's `client_key`."""
+
+    __tablename__ = "consulting"
+
+    conversation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    card: Mapped[str] = mapped_column(Text)  # the product card's canonical JSON (app.chat.cards)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class MessageGram(Base):
     """The search index on MySQL/MariaDB: one row per distinct two-character piece (bigram) of a message's lowercased
     body, written in the send's own transaction (app.chat.search). The primary key walks one bigram's messages newest

@@ -134,6 +134,7 @@ class LinkIn:
     user_id: str
     target: str | None = None
     ttl: int = links.DEFAULT_TTL
+    product: dict[str, Any] | None = None  # a product card being asked about (正在咨询): needs `target`
 
 
 @dataclass
@@ -266,9 +267,12 @@ class LinksController(Controller):
     @post("/", sync_to_thread=True, responses=ERRORS, summary="A signed, expiring sign-in URL for a person")
     def create_link(self, request: Request, state: State, db: Db, data: Annotated[LinkIn, Body()]) -> LinkOut:
         """A signed sign-in URL for `user_id`, valid `ttl` seconds (default 300, at most 30 days), and its token and
-        expiry; with `target` (a person's id), the chat opens with them. 201; 404 for a person who does not exist
-        (create them with PUT /api/v1/users/{id} first) or an unknown target, 403 for an id reserved for Kefu, 422
-        (field `ttl`) for a ttl out of range, 400 for an invalid id."""
+        expiry; with `target` (a person's id), the chat opens with them, and with `product` (a product card's fields,
+        as for POST /api/v1/conversations/{id}/cards) that conversation shows the product above the composer, sent
+        with one click (正在咨询). 201; 404 for a person who does not exist (create them with PUT /api/v1/users/{id}
+        first) or an unknown target, 403 for an id reserved for Kefu, 422 (field `ttl`) for a ttl out of range, 422
+        naming the field for a product not accepted (`product.price_fen`, …) or without a target, 400 for an invalid
+        id."""
         refuse_reserved(_check_user_id(data.user_id))
         user = get_user(db, data.user_id)
         if not may_sign_in(user):
@@ -277,8 +281,8 @@ class LinksController(Controller):
             raise NotFound(f"no person {data.target}")
         assert user is not None
         with about("ttl"):
-            token = links.make_token(state.settings.secret_key,
-                                     links.LinkIdentity(user.id, user.name, user.role, data.target), data.ttl)
+            token = links.make_token(state.settings.secret_key, links.LinkIdentity(
+                user.id, user.name, user.role, data.target, data.product), data.ttl)
         base = str(request.base_url).rstrip("/")
         expires = datetime.now(UTC) + timedelta(seconds=data.ttl)
         return LinkOut(url=f"{base}/chat?token={token}", token=token, expires_at=expires)
