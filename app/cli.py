@@ -268,12 +268,17 @@ def admin_list() -> None:
 @click.option("--name", help="display name (default: the stored one)")
 @click.option("--role", type=click.Choice(["buyer", "merchant", "support"]), help="default: the stored one")
 @click.option("--target", help="open the conversation with this person")
+@click.option("--product", help='JSON of a product being asked about (needs --target), e.g. '
+                                '\'{"title": "六味地黄丸", "price_fen": 3580, "url": "https://shop.example.com/p/1"}\'')
 @click.option("--ttl", default=300, show_default=True, type=click.IntRange(1, 30 * 24 * 3600),
               help="seconds the link stays valid")
 @click.option("--base-url", envvar="KEFU_PUBLIC_URL", default="http://127.0.0.1:8000", show_default=True,
               help="the address people open Kefu at (default: KEFU_PUBLIC_URL, else the local server)")
-def link(user_id: str, name: str | None, role: str | None, target: str | None, ttl: int, base_url: str) -> None:
-    """Print a signed, expiring /chat?token=… sign-in link for a buyer, merchant or support person."""
+def link(user_id: str, name: str | None, role: str | None, target: str | None, product: str | None, ttl: int,
+         base_url: str) -> None:
+    """Print a signed, expiring /chat?token=… sign-in link for a buyer, merchant or support person; with --product,
+    the conversation with --target shows that product above the composer (正在咨询), sent with one click."""
+    import json
     from urllib.parse import urlencode
 
     from app.chat.links import LinkIdentity, make_token
@@ -295,9 +300,14 @@ def link(user_id: str, name: str | None, role: str | None, target: str | None, t
     from app.chat.errors import ChatError
 
     try:
-        token = make_token(settings.secret_key, LinkIdentity(user_id, name, role, target), ttl)
+        product_data = json.loads(product) if product is not None else None
+    except ValueError as error:
+        raise click.ClickException(f"--product is not JSON: {error}") from error
+    try:
+        token = make_token(settings.secret_key, LinkIdentity(user_id, name, role, target, product_data), ttl)
     except ChatError as error:
-        raise click.ClickException(str(error)) from error
+        where = f" ({error.field})" if error.field else ""
+        raise click.ClickException(f"{error}{where}") from error
     click.echo(f"{base_url.rstrip('/')}/chat?{urlencode({'token': token})}")
 
 

@@ -90,6 +90,8 @@ class Settings:
     webhook_poll_seconds: float = 1.0
     webhook_backoff_seconds: float = 10.0
     webhook_private_targets: bool = False  # webhooks may go to loopback and private addresses
+    card_image_private_targets: bool = False  # cards' pictures may be fetched from loopback and private addresses
+    card_image_seconds: float = 3.0  # a card's picture is fetched within this (else the card is sent without it)
     worker_threads: int = 16  # database work runs in threads; more of them only fight over the GIL
     timezone: str = DEFAULT_TIMEZONE  # the days of statistics and the times of the audit log
     support_user: str = DEFAULT_SUPPORT_USER  # the platform's support person: buyers' and merchants' "联系平台客服"
@@ -129,6 +131,8 @@ class Settings:
             "webhook_backoff_seconds": float(env.get("KEFU_WEBHOOK_BACKOFF_SECONDS", "10") or 10),
             "webhook_poll_seconds": float(env.get("KEFU_WEBHOOK_POLL_SECONDS", "1") or 1),
             "webhook_private_targets": _flag(env.get("KEFU_WEBHOOK_PRIVATE_TARGETS")),
+            "card_image_private_targets": _flag(env.get("KEFU_CARD_IMAGE_PRIVATE_TARGETS")),
+            "card_image_seconds": float(env.get("KEFU_CARD_IMAGE_SECONDS", "3") or 3),
             "worker_threads": max(1, int(env.get("KEFU_WORKER_THREADS", "16") or 16)),
             "streams_per_person": int(env.get("KEFU_STREAMS_PER_PERSON", "20") or 20),
             "frame_ancestors": env.get("KEFU_FRAME_ANCESTORS", "").strip() or "'self'",

@@ -37,6 +37,7 @@ from app.web.admin import AdminController
 from app.web.api import api_router
 from app.web.auth import AuthController
 from app.web.chat import ChatController
+from app.web.consulting import ConsultingController
 from app.web.deps import provide_db
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.events import events
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                    request_max_body_size=settings.max_upload_mb * 1024 * 1024 + bodies.UPLOAD_ENVELOPE),
             QuickRepliesController,
             SendQuickReplyController,
+            ConsultingController,
             events,
             healthz,
             # URLs carry a hash of the file's content (templating.static_url): a changed file has a new URL

@@ -15,6 +15,7 @@ from linkify_it import LinkifyIt
 from markupsafe import Markup, escape
 
 from app import PACKAGE
+from app.chat.cards import from_json, money
 from app.i18n import gettext, ngettext
 
 TEMPLATE_DIR = PACKAGE / "templates"
@@ -41,8 +42,8 @@ def clock(value: datetime | None) -> str:
 
 def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
     """A message as one line of a conversation list (the `preview` filter): "[已撤回]" once recalled, "[图片]" or
-    "[文件]" (translated) for an image or a file, else its body with each run of whitespace made one space, cut to
-    `limit` characters with "…"; "" for None."""
+    "[文件]" (translated) for an image or a file, "[商品] title" or "[订单] 订单号 …" for a card, else its body
+    with each run of whitespace made one space, cut to `limit` characters with "…"; "" for None."""
     if message is None:
         return ""
     if message.recalled_at is not None:
@@ -51,6 +52,11 @@ def preview(message, limit: int = 60) -> str:  # type: ignore[no-untyped-def]
         return gettext("[图片]")
     if message.kind == "file":
         return gettext("[文件]")
+    if message.kind == "product":
+        text = gettext("[商品] {title}").format(title=" ".join(message.body.split()))
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    if message.kind == "order":
+        return gettext("[订单] 订单号 {order_no}").format(order_no=message.body)
     text = " ".join(message.body.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -176,7 +182,8 @@ def thumb_height(height: int | None, width: int | None) -> int:
 def environment() -> Environment:
     """The app's one Jinja environment (built once per process): templates/ with autoescaping, gettext in the current
     request's language, `static` for versioned static URLs, and the initials, iso, clock, preview, linked, emoji_only,
-    thumb_width and thumb_height filters (and Jinja's own, filesizeformat among them)."""
+    thumb_width, thumb_height, card (a stored card's fields) and money (fen and currency as "¥12.34") filters (and
+    Jinja's own, filesizeformat among them)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -187,7 +194,7 @@ def environment() -> Environment:
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["static"] = static_url
     env.filters.update(initials=initials, iso=iso, clock=clock, preview=preview, linked=linked, emoji_only=emoji_only,
-                       thumb_width=thumb_width, thumb_height=thumb_height)
+                       thumb_width=thumb_width, thumb_height=thumb_height, card=from_json, money=money)
     return env
 
 

@@ -138,6 +138,25 @@ def _zip_flavour(file: BinaryIO) -> str:
     return "zip"
 
 
+def image_key(head: bytes) -> str | None:
+    """The TYPES key of an image from its first bytes ("jpeg", "png", "gif" or "webp"), or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def thumbnail_suffix(key: str) -> str:
+    """The name ending of an image's thumbnail, which decides the type it is saved and served as: PNG for images
+    that may be transparent, JPEG for photos."""
+    return ".thumb.png" if key in ("png", "gif", "webp") else ".thumb.jpg"
+
+
 def sniff(file: BinaryIO, name: str) -> str:
     """The type key of TYPES from the bytes; the name only tells apart types whose bytes are alike
     (doc/xls share one container, txt/csv are both text). Raises UnsupportedType."""
@@ -145,14 +164,8 @@ def sniff(file: BinaryIO, name: str) -> str:
     head = file.read(SNIFF_BYTES)
     file.seek(0)
     ext = _extension(name)
-    if head.startswith(b"\xff\xd8\xff"):
-        key = "jpeg"
-    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
-        key = "png"
-    elif head[:6] in (b"GIF87a", b"GIF89a"):
-        key = "gif"
-    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        key = "webp"
+    if image := image_key(head):
+        key = image
     elif head.startswith(b"%PDF-"):
         key = "pdf"
     elif head.startswith(OLE2_MAGIC):
@@ -174,10 +187,11 @@ def sniff(file: BinaryIO, name: str) -> str:
     return key
 
 
-def _process_image(path: Path, key: str, thumbnail: Path) -> tuple[int, int]:
-    """check_image, then _make_thumbnail, on one of the IMAGE_WORKERS image threads; Busy when none is free within
-    IMAGE_WAIT_SECONDS. Own threads, not the request's: the memory allocator keeps what a thread freed for that
-    thread, so decoding on any of the many request threads would let the peak grow with their number."""
+def process_image(path: Path, key: str, thumbnail: Path) -> tuple[int, int]:
+    """The image's (width, height): check_image, then _make_thumbnail, on one of the IMAGE_WORKERS image threads;
+    Busy when none is free within IMAGE_WAIT_SECONDS. Own threads, not the request's: the memory allocator keeps
+    what a thread freed for that thread, so decoding on any of the many request threads would let the peak grow with
+    their number."""
     def _decode() -> tuple[int, int]:
         size = check_image(path, key)
         _make_thumbnail(path, thumbnail)
@@ -295,11 +309,10 @@ def save_upload(session: Session, upload_dir: Path, outgoing: Outgoing, file: Bi
         width = height = None
         thumb = None
         if file_type.kind == "image":
-            suffix = ".thumb.png" if key in ("png", "gif", "webp") else ".thumb.jpg"
-            thumb_path = target.with_name(target.stem + suffix)
+            thumb_path = target.with_name(target.stem + thumbnail_suffix(key))
             if admit_decoding is not None:  # decoding is the costly part: bounded per person, accepted or not
                 admit_decoding(outgoing.sender)
-            width, height = _process_image(target, key, thumb_path)
+            width, height = process_image(target, key, thumb_path)
             thumb = str(thumb_path.relative_to(upload_dir))
         attachment = Attachment(stored_path=str(relative), thumbnail_path=thumb, original_name=name,
                                 content_type=content_type, size=size, width=width, height=height)

@@ -1,7 +1,8 @@
 """Signed, expiring sign-in links for marketplaces: `kefu link`, the API, or the marketplace's own code.
 
 A token is itsdangerous' URLSafeTimedSerializer(secret_key, salt="kefu-link") over
-{"u": user id, "n": name, "r": role, "ttl": seconds[, "t": target user id]}; it is valid for `ttl` seconds
+{"u": user id, "n": name, "r": role, "ttl": seconds[, "t": target user id][, "p": product]}, the product being a
+product card's fields (app.chat.cards: the person is asking about it, 正在咨询); it is valid for `ttl` seconds
 after it was signed (at most 30 days). Admin roles and ids reserved for Kefu itself (`people.is_reserved`) are
 never accepted, however well signed.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from app.chat.cards import build_card
 from app.chat.errors import Forbidden, InvalidInput
 from app.chat.people import CHAT_ROLES, clean_name, is_reserved, refuse_reserved, valid_user_id
 from app.i18n import gettext as _
@@ -31,6 +33,7 @@ class LinkIdentity:
     name: str
     role: str
     target: str | None = None
+    product: dict[str, Any] | None = None  # a product card (cards.build_card), shown with the target's conversation
 
 
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
@@ -38,8 +41,8 @@ def _serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 
 def make_token(secret_key: str, identity: LinkIdentity, ttl: int = DEFAULT_TTL) -> str:
-    """A signed sign-in token for `identity`, valid `ttl` seconds. InvalidInput for a bad id, role, name or ttl;
-    Forbidden for an id reserved for Kefu itself."""
+    """A signed sign-in token for `identity`, valid `ttl` seconds. InvalidInput for a bad id, role, name or ttl, or a
+    product not accepted (field "product.…") or without a target; Forbidden for an id reserved for Kefu itself."""
     if not valid_user_id(identity.user_id) or (identity.target and not valid_user_id(identity.target)):
         raise InvalidInput(_("用户 ID 无效。"))
     refuse_reserved(identity.user_id)
@@ -51,7 +54,16 @@ def make_token(secret_key: str, identity: LinkIdentity, ttl: int = DEFAULT_TTL) 
     payload: dict[str, Any] = {"u": identity.user_id, "n": name, "r": identity.role, "ttl": ttl}
     if identity.target:
         payload["t"] = identity.target
-    return _serializer(secret_key).dumps(payload)
+    if identity.product is not None:
+        if not identity.target:
+            raise InvalidInput(_("带商品的链接须指定对话对象（target）。"), field="target")
+        payload["p"] = product_card(identity.product)
+    token = _serializer(secret_key).dumps(payload)
+    if len(token) > MAX_TOKEN_LENGTH:
+        text = _("链接太长了：商品的标题和地址请短一些（链接最多 {n} 个字符）。").format(n=MAX_TOKEN_LENGTH)
+        raise InvalidInput(text,
+                           field="product")
+    return token
 
 
 def read_token(secret_key: str, token: str, now: float | None = None) -> LinkIdentity:
@@ -85,4 +97,22 @@ def read_token(secret_key: str, token: str, now: float | None = None) -> LinkIde
         raise Forbidden("bad name") from error
     if target is not None and (not isinstance(target, str) or not valid_user_id(target)):
         raise Forbidden("bad target")
-    return LinkIdentity(user_id=user_id, name=name.strip(), role=role, target=target)
+    product = payload.get("p")
+    if product is not None:
+        try:
+            product = product_card(product)
+        except InvalidInput as error:
+            raise Forbidden("bad product") from error
+    return LinkIdentity(user_id=user_id, name=name.strip(), role=role, target=target, product=product)
+
+
+def product_card(raw: Any) -> dict[str, Any]:
+    """A link's product as a validated product card (cards.build_card; "kind" may be left out). Raises InvalidInput
+    naming the field as "product.…"."""
+    try:
+        if isinstance(raw, dict) and raw.get("kind", "product") != "product":
+            raise InvalidInput(_("链接里的商品须是商品卡片（kind 为 product）。"), field="kind")
+        return build_card({"kind": "product"} | raw if isinstance(raw, dict) else raw)
+    except InvalidInput as error:
+        error.field = f"product.{error.field}" if error.field else "product"
+        raise

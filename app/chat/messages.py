@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class Outgoing:
     image or file, its display name; `attachment` is the stored file's record without its message id;
     `idempotency` is (API key id, Idempotency-Key) for API retries; `client_key` is the Idempotency-Key a page sent
     the message with (CLIENT_KEY's form, unique per sender), stored on the message; `reply_to` the id of the message
-    of the same conversation it quotes."""
+    of the same conversation it quotes; `card` a product or order card's stored JSON (app.chat.cards)."""
 
     conversation_id: int
     sender_id: str | None
@@ -69,6 +70,7 @@ class Outgoing:
     idempotency: tuple[int, str] | None = None
     client_key: str | None = None
     reply_to: int | None = None
+    card: str | None = None
 
     @property
     def sender(self) -> str:
@@ -181,7 +183,8 @@ def _store(session: Session, outgoing: Outgoing, body: str) -> Message:
     connection = session.connection()
     now = utcnow()
     values = {"conversation_id": outgoing.conversation_id, "sender_id": outgoing.sender, "kind": outgoing.kind,
-              "body": body, "created_at": now, "client_key": outgoing.client_key, "reply_to_id": outgoing.reply_to}
+              "body": body, "created_at": now, "client_key": outgoing.client_key, "reply_to_id": outgoing.reply_to,
+              "card": outgoing.card}
     message_id = connection.execute(_INSERT, values).inserted_primary_key[0]
     search.index_message(connection, message_id, outgoing.conversation_id, body)  # searchable from its commit on
     moved = {"cid": outgoing.conversation_id, "mid": message_id, "now": now, "sender": outgoing.sender}
@@ -232,12 +235,18 @@ def _earlier(session: Session, outgoing: Outgoing, body: str) -> Message | None:
 
 
 def _same_request(earlier: Message, outgoing: Outgoing, body: str) -> Message:
-    """`earlier`, stored under the key `outgoing` carries, if it is the same message (conversation, sender, kind and
-    stored body); else KeyReused."""
-    if (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body) != (
-            outgoing.conversation_id, outgoing.sender, outgoing.kind, body):
+    """`earlier`, stored under the key `outgoing` carries, if it is the same message (conversation, sender, kind,
+    stored body and card, whether or not its image could be fetched); else KeyReused."""
+    if (earlier.conversation_id, earlier.sender_id, earlier.kind, earlier.body, _card_of(earlier.card)) != (
+            outgoing.conversation_id, outgoing.sender, outgoing.kind, body, _card_of(outgoing.card)):
         raise KeyReused(_("这个 Idempotency-Key 已经用于另一条不同的消息。"))
     return earlier
+
+
+def _card_of(stored: str | None) -> dict[str, Any] | None:
+    """A stored card without Kefu's own keys (what the sender sent), for comparing two sends."""
+    card = None if stored is None else json.loads(stored)
+    return None if card is None else {key: value for key, value in card.items() if key != "thumbnail"}
 
 
 def _stored_body(outgoing: Outgoing) -> str:
@@ -269,8 +278,9 @@ def post_notice(session: Session, conversation_id: int, raw_body: str | None) ->
 
 def message_data(message: Message) -> dict[str, Any]:
     """A message as the API and webhooks show it: id, conversation_id, sender_id, kind, body (None once recalled),
-    created_at and recalled_at (ISO 8601), reply_to_id (the quoted message), and an image's or file's `attachment`
-    (name, content_type, size in bytes, url) unless recalled."""
+    created_at and recalled_at (ISO 8601), reply_to_id (the quoted message), and unless recalled an image's or file's
+    `attachment` (name, content_type, size in bytes, url) or a product or order card's `card` (app.chat.cards'
+    fields, money in fen, and `image`: Kefu's URL of its picture, or null)."""
     data: dict[str, Any] = {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -287,6 +297,10 @@ def message_data(message: Message) -> dict[str, Any]:
         a = message.attachment
         data["attachment"] = {"name": a.original_name, "content_type": a.content_type, "size": a.size,
                               "url": f"/files/{message.id}"}
+    elif message.card is not None:
+        card = _card_of(message.card) or {}
+        thumbnail = json.loads(message.card).get("thumbnail")
+        data["card"] = card | {"image": f"/cards/{message.id}/image" if thumbnail else None}
     return data
 
 

@@ -7,9 +7,12 @@ delivery goes to that checked address (a name that changes to a private address 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from urllib.parse import SplitResult, urlsplit
+
+import httpx
 
 from app.chat.errors import InvalidInput
 from app.i18n import gettext as _
@@ -74,3 +77,21 @@ def check_target(url: str, private_allowed: bool) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host = parts.hostname or ""
     check_addresses(host, resolve(host, port), private_allowed)
+
+
+async def pinned(url: str, private_allowed: bool) -> tuple[httpx.URL, str, dict[str, str]]:
+    """The URL with its host replaced by the address it resolves to now, checked (`check_addresses`), the Host
+    header, and the TLS server name (httpx's `sni_hostname` extension): the connection goes to the address that was
+    checked, whatever the name resolves to a moment later. InvalidInput when the URL is not accepted (`parse_target`)
+    or its address may not be contacted."""
+    parts = parse_target(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        infos = []
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    check_addresses(host, addresses, private_allowed)
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return httpx.URL(url).copy_with(host=addresses[0]), parts.netloc.rpartition("@")[2], extensions

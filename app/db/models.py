@@ -131,6 +131,9 @@ class Message(Base):
     recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
     # the message of the same conversation this one quotes
     reply_to_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    # a product or order card (kind "product" or "order"): its validated fields as canonical JSON (app.chat.cards);
+    # a column, not a side table, so that a page of messages and the send path need no extra query
+    card: Mapped[str | None] = mapped_column(Text, default=None)
     # loaded for whole pages of messages in one extra query, never one per message
     attachment: Mapped[Attachment | None] = relationship(lazy="selectin", viewonly=True)
     # the quoted message, and who wrote a message, loaded like the attachment: one extra query each for a page of
@@ -140,6 +143,20 @@ class Message(Base):
         primaryjoin="foreign(Message.reply_to_id) == remote(Message.id)", lazy="selectin", viewonly=True)
     author: Mapped[User | None] = relationship(primaryjoin="foreign(Message.sender_id) == User.id",
                                                lazy="selectin", viewonly=True)
+
+
+class Consulting(Base):
+    """The product a person is asking about in a conversation (正在咨询), from the signed link they followed: shown
+    above their composer until they send it as a product card, once. `key` becomes that card's `client_key`."""
+
+    __tablename__ = "consulting"
+
+    conversation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    card: Mapped[str] = mapped_column(Text)  # the product card's canonical JSON (app.chat.cards)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class MessageGram(Base):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from datetime import timedelta
 
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat import webhooks
 from app.chat.errors import InvalidInput
-from app.chat.webhook_targets import check_addresses, parse_target
+from app.chat.webhook_targets import pinned
 from app.db.models import utcnow
 
 log = logging.getLogger("kefu.webhooks")
@@ -121,7 +120,7 @@ class WebhookWorker:
         }
         try:
             async with asyncio.timeout(self._timeout):
-                url, host, extensions = await self._pinned(claim.url)
+                url, host, extensions = await pinned(claim.url, self._private_allowed)
         except InvalidInput as refused:
             return None, f"refused: {refused}"
         except TimeoutError:
@@ -136,23 +135,6 @@ class WebhookWorker:
             return None, f"no answer within {self._timeout:g} s"
         except Exception as exc:  # httpx's errors, and anything else (a URL it cannot use): a failed attempt
             return None, f"{type(exc).__name__}: {exc}"
-
-
-    async def _pinned(self, url: str) -> tuple[httpx.URL, str, dict[str, str]]:
-        """The URL with its host replaced by the address it resolves to now, checked (app.chat.webhook_targets),
-        the Host header, and the TLS server name: the connection goes to the address that was checked, whatever the
-        name resolves to a moment later. InvalidInput when the address may not be sent to."""
-        parts = parse_target(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            infos = []
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        check_addresses(host, addresses, self._private_allowed)
-        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        return httpx.URL(url).copy_with(host=addresses[0]), parts.netloc.rpartition("@")[2], extensions
 
 
 async def _answer_start(response: httpx.Response) -> str:

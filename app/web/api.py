@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.chat import card_images, cards, links, sync
 from app.chat import conversations as convs
-from app.chat import links, sync
 from app.chat import messages as msgs
 from app.chat.api_keys import find_active
 from app.chat.errors import ChatError, Forbidden, InvalidInput, NotFound, TooFrequent
@@ -134,6 +134,7 @@ class LinkIn:
     user_id: str
     target: str | None = None
     ttl: int = links.DEFAULT_TTL
+    product: dict[str, Any] | None = None  # a product card being asked about (正在咨询): needs `target`
 
 
 @dataclass
@@ -266,9 +267,12 @@ class LinksController(Controller):
     @post("/", sync_to_thread=True, responses=ERRORS, summary="A signed, expiring sign-in URL for a person")
     def create_link(self, request: Request, state: State, db: Db, data: Annotated[LinkIn, Body()]) -> LinkOut:
         """A signed sign-in URL for `user_id`, valid `ttl` seconds (default 300, at most 30 days), and its token and
-        expiry; with `target` (a person's id), the chat opens with them. 201; 404 for a person who does not exist
-        (create them with PUT /api/v1/users/{id} first) or an unknown target, 403 for an id reserved for Kefu, 422
-        (field `ttl`) for a ttl out of range, 400 for an invalid id."""
+        expiry; with `target` (a person's id), the chat opens with them, and with `product` (a product card's fields,
+        as for POST /api/v1/conversations/{id}/cards) that conversation shows the product above the composer, sent
+        with one click (正在咨询). 201; 404 for a person who does not exist (create them with PUT /api/v1/users/{id}
+        first) or an unknown target, 403 for an id reserved for Kefu, 422 (field `ttl`) for a ttl out of range, 422
+        naming the field for a product not accepted (`product.price_fen`, …) or without a target, 400 for an invalid
+        id."""
         refuse_reserved(_check_user_id(data.user_id))
         user = get_user(db, data.user_id)
         if not may_sign_in(user):
@@ -277,8 +281,8 @@ class LinksController(Controller):
             raise NotFound(f"no person {data.target}")
         assert user is not None
         with about("ttl"):
-            token = links.make_token(state.settings.secret_key,
-                                     links.LinkIdentity(user.id, user.name, user.role, data.target), data.ttl)
+            token = links.make_token(state.settings.secret_key, links.LinkIdentity(
+                user.id, user.name, user.role, data.target, data.product), data.ttl)
         base = str(request.base_url).rstrip("/")
         expires = datetime.now(UTC) + timedelta(seconds=data.ttl)
         return LinkOut(url=f"{base}/chat?token={token}", token=token, expires_at=expires)
@@ -373,6 +377,56 @@ class ConversationsController(Controller):
         return Response(msgs.message_data(sent.message), status_code=200 if sent.repeated else 201)
 
 
+CARD_EXAMPLE = Example(summary="a product card", value={
+    "kind": "product", "sender_id": "m1", "title": "六味地黄丸 200 丸", "price_fen": 3580, "currency": "CNY",
+    "image_url": "https://img.example.com/p/1001.jpg", "url": "https://shop.example.com/p/1001", "sku": "1001-200"})
+
+
+class CardsController(Controller):
+    path = "/conversations/{cid:str}/cards"
+    tags = ["conversations"]  # noqa: RUF012
+
+    @post("/", summary="Send a product or order card",
+          responses=ERRORS | {200: ResponseSpec(dict[str, Any], description="Stored before with this Idempotency-Key")})
+    async def post_card(self, request: Request, state: State, cid: PathId,
+                        data: Annotated[dict[str, Any], Body(examples=[CARD_EXAMPLE])],
+                        idempotency_key: Annotated[str | None, HeaderParameter(
+                            name="Idempotency-Key", required=False, max_length=200)] = None) -> Response[Any]:
+        """Stores a product card ({"kind": "product", "title", "price_fen", "currency", "image_url", "url", "sku"}) or
+        an order card ({"kind": "order", "order_no", "status", "total_fen", "currency", "items": [{"title",
+        "quantity", "price_fen", "image_url"}], "url"}) from `sender_id` (a participant), or from the system (no
+        `sender_id`, or "system"), and delivers it live like any message. Money is integer fen; currency defaults to
+        CNY. The picture (`image_url`, an order's first item's) is fetched once by Kefu within
+        KEFU_CARD_IMAGE_SECONDS and shown through Kefu, else the card is shown without it. `Idempotency-Key` as for
+        messages. 201 with the message (its `card`); 422 naming the field at fault (e.g. `items[2].price_fen`),
+        404 for no such conversation, 403 for a sender who does not take part."""
+        raw = dict(data)
+        sender = raw.pop("sender_id", None)
+        notice = sender in (None, "", "system")
+        sender_id = None if notice else _check_user_id(sender if isinstance(sender, str) else "")
+        card = cards.build_card(raw)
+        conversation_id = _conversation_id(cid)
+        await to_thread.run_sync(_check_sender, state, conversation_id, sender_id)  # no fetching for strangers
+        source = cards.image_source(card)
+        thumbnail = None if source is None else await card_images.thumbnail(
+            state.settings.upload_dir, source, state.settings.card_image_private_targets,
+            state.settings.card_image_seconds)
+        idempotency = (request.state.api_key_id, idempotency_key) if idempotency_key else None
+        outgoing = cards.card_message(msgs.Outgoing(conversation_id, sender_id, None, idempotency=idempotency),
+                                      card, thumbnail)
+        delivery, sent = await to_thread.run_sync(_send_from_api, state, outgoing)
+        await state.bus.deliver(delivery)
+        return Response(msgs.message_data(sent.message), status_code=200 if sent.repeated else 201)
+
+
+def _check_sender(state: State, conversation_id: int, sender_id: str | None) -> None:
+    """NotFound for no such conversation, Forbidden for a sender who does not take part in it."""
+    with state.sessions() as db:
+        conversation = convs.get_conversation(db, conversation_id)
+        if sender_id is not None and sender_id not in (conversation.user_a, conversation.user_b):
+            raise Forbidden("not a participant")
+
+
 def _send_from_api(state: State, outgoing: msgs.Outgoing) -> tuple[Delivery, msgs.Sent]:
     """The send use case for the API (in a worker thread), rendered for the live delivery. A retry that raced the
     original with the same key (the unique key refused it at commit) is answered from the key the original stored."""
@@ -410,7 +464,7 @@ def _conversation_id(raw: str) -> int:
 
 api_router = Router(
     path="/api/v1",
-    route_handlers=[UsersController, LinksController, ConversationsController],
+    route_handlers=[UsersController, LinksController, ConversationsController, CardsController],
     guards=[require_api_key],
     exception_handlers={HTTPException: http_error, ChatError: chat_error},  # type: ignore[dict-item]
     security=[{"BearerToken": []}],

@@ -20,7 +20,7 @@ from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
-from app.chat import audit, links, quick_replies
+from app.chat import audit, consulting, links, quick_replies
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.errors import Forbidden, InvalidInput
@@ -203,6 +203,7 @@ def thread_context(request: Request, db: Session, me: User, cid: int, at: int | 
         "senders": {me.id: me, item.peer.id: item.peer},
         "peer_online": presence.is_online(item.peer.id),
         "evidence": item.conversation.support_id == me.id,  # the platform's member sees recalled originals
+        "consulting": consulting.pending(db, cid, me.id),  # (key, product card) the person asks about, or None
     }
 
 
@@ -354,13 +355,18 @@ class ChatController(Controller):
                 return confirm_page(token, target, current, identity)
         upsert_user(db, identity.user_id, identity.name, identity.role)
         audit.record(db, "link.sign_in", identity.user_id, client_address(request), f"role={identity.role}")
-        return self._signed_in(request, state, db, identity.user_id, target or identity.target)
+        opened = target or identity.target
+        product = identity.product if opened == identity.target else None  # the product is about the link's target
+        return self._signed_in(request, state, db, identity.user_id, opened, product)
 
-    def _signed_in(self, request: Request, state: State, db: Db, user_id: str, target: str | None) -> Response:
+    def _signed_in(self, request: Request, state: State, db: Db, user_id: str, target: str | None,
+                   product: dict[str, Any] | None = None) -> Response:
         """Signs `user_id` in in this browser (a new server-side session, unless their session here is live)
-        and opens the chat as them; commits."""
+        and opens the chat as them, showing `product` (a signed link's) in the conversation with `target`; commits."""
         if target:  # the signed link (or the demo) says whom to talk to: that conversation is opened here
             open_for_sign_in(db, user_id, target)
+            if product is not None:
+                consulting.offer(db, user_id, target, product)
         session = read_session(request)
         token = session.token_of(user_id)
         if token is None or session_owner(db, token) != user_id:

@@ -11,6 +11,7 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.response import File
 from sqlalchemy.orm import Session
 
+from app.chat.cards import THUMBNAIL_KEY, from_json
 from app.chat.conversations import any_takes_part
 from app.chat.errors import InvalidInput
 from app.chat.files import save_upload
@@ -21,6 +22,11 @@ from app.web.delivery import admit, client_key, send_and_deliver
 from app.web.deps import Db, PathId, current_admin, parse_id, signed_in_people, writer_in
 
 SANDBOX_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": SANDBOX_CSP,
+    "Cache-Control": "no-store",  # a shared computer's browser keeps no one's files
+}
 
 
 def max_upload_bytes(state: State) -> int:
@@ -69,6 +75,23 @@ class FilesController(Controller):
         `download` does."""
         return self._send(request, state, db, parse_id(mid), thumbnail=True)
 
+    @get("/cards/{mid:str}/image", sync_to_thread=True, name="card:image")
+    def card_image(self, request: Request, state: State, db: Db, mid: PathId) -> File:
+        """GET /cards/{mid}/image: the thumbnail Kefu keeps of card `mid`'s picture (PNG or JPEG), to whoever may see
+        the card's message (as `download`: 401, else 404 for no such picture or someone who may not see it)."""
+        if not signed_in_people(request, db) and current_admin(request, db) is None:
+            raise NotAuthorizedException()
+        message = db.get(Message, parse_id(mid))
+        card = from_json(message.card) if message is not None else None
+        relative = card.get(THUMBNAIL_KEY) if card else None
+        if message is None or not relative or not may_see(request, db, message.conversation_id,
+                                                          message.recalled_at is not None):
+            raise NotFoundException()
+        path = _inside(Path(state.settings.upload_dir), relative)
+        media_type = "image/png" if relative.endswith(".png") else "image/jpeg"
+        return File(path=path, filename="card" + path.suffix, media_type=media_type, content_disposition_type="inline",
+                    headers=dict(FILE_HEADERS))
+
     def _send(self, request: Request, state: State, db: Session, message_id: int, thumbnail: bool) -> File:
         if not signed_in_people(request, db) and current_admin(request, db) is None:
             raise NotAuthorizedException()  # who asks comes first: nothing is told to strangers
@@ -80,10 +103,7 @@ class FilesController(Controller):
                                                                   message.recalled_at is not None):
             raise NotFoundException()
         relative = attachment.thumbnail_path if thumbnail and attachment.thumbnail_path else attachment.stored_path
-        root = Path(state.settings.upload_dir).resolve()
-        path = (root / relative).resolve()
-        if root not in path.parents or not path.is_file():
-            raise NotFoundException()
+        path = _inside(Path(state.settings.upload_dir), relative)
         is_image = message.kind == "image"
         media_type, parameters = attachment.content_type.partition(";")[::2]  # Litestar adds the charset itself
         charset = parameters.partition("charset=")[2].strip() or "utf-8"
@@ -95,12 +115,17 @@ class FilesController(Controller):
             filename=attachment.original_name,
             media_type=media_type,
             content_disposition_type="inline" if is_image else "attachment",
-            headers={
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": SANDBOX_CSP,
-                "Cache-Control": "no-store",  # a shared computer's browser keeps no one's files
-            },
+            headers=dict(FILE_HEADERS),
         )
+
+
+def _inside(upload_dir: Path, relative: str) -> Path:
+    """The stored file at `relative` under `upload_dir`; NotFoundException when it is missing or lies outside."""
+    root = upload_dir.resolve()
+    path = (root / relative).resolve()
+    if root not in path.parents or not path.is_file():
+        raise NotFoundException()
+    return path
 
 
 def may_see(request: Request, db: Session, conversation_id: int, recalled: bool = False) -> bool:

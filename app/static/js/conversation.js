@@ -1,5 +1,6 @@
 // The conversation toolkit: "对方正在输入…", recall (撤回) and quote replies (引用). kefu.js owns the event stream
-// and hands recalls, typing and new messages on as DOM events (kefu:recall, kefu:typing, kefu:message).
+// and hands recalls, typing and new messages on as DOM events (kefu:recall, kefu:typing, kefu:message). The product
+// being asked about (正在咨询) goes once the card it became arrives.
 (function () {
   "use strict";
 
@@ -84,6 +85,12 @@
       if (text) text.textContent = "该消息已撤回";
     }
   }
+  // 正在咨询: the product card sent from this tab or another of this person carries the offer's key (its client key)
+  document.addEventListener("kefu:message", (e) => {
+    const key = e.detail.dataset.clientKey;
+    const offer = $('[data-testid="consulting-card"]');
+    if (key && offer && offer.dataset.consultingKey === key) offer.remove();
+  });
   document.addEventListener("kefu:message", (e) => {
     const quote = $('[data-testid="quote"]', e.detail);
     if (quote && recalled.has(quote.dataset.quoteId)) markQuotesRecalled(document, quote.dataset.quoteId);
