@@ -45,6 +45,7 @@ from app.web.files import FilesController
 from app.web.health import healthz
 from app.web.i18n_hook import set_locale
 from app.web.intervention import InterventionController
+from app.web.orders_panel import OrdersPanelController
 from app.web.quick_replies import QuickRepliesController, SendQuickReplyController
 from app.web.requests import KefuRequest
 from app.web.search import SearchController
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ChatController,
             SearchController,
             InterventionController,
+            OrdersPanelController,
             AdminController,
             AuthController,
             Router(path="/", route_handlers=[FilesController],

@@ -19,6 +19,7 @@ from app.chat.demo import seed_demo
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import upgrade
+from app.db.models import Base
 from app.main import create_app
 from tests.api_support import BASE_URL, Api, new_key
 from tests.streams import Browser, OpenBrowser, Serve
@@ -28,12 +29,8 @@ from tests.webhook_support import Receiver
 MYSQL_URL = os.environ.get("KEFU_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-TABLES_CHILD_FIRST = (
-    "message_grams", "webhook_deliveries", "webhooks", "idempotency_keys", "api_keys", "attachments", "quick_replies",
-    "messages",
-    "conversation_members", "conversations", "sign_in_failures", "sign_in_throttle_keys", "sign_in_sessions",
-    "admin_accounts", "audit_log", "users",
-)
+# every table the models know, those that refer to others first (a new table is emptied without being listed here)
+TABLES_CHILD_FIRST = tuple(table.name for table in reversed(Base.metadata.sorted_tables))
 
 
 def _create_mysql_database() -> None:

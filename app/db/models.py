@@ -320,3 +320,25 @@ class WebhookDelivery(Base):
     last_error: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Order(Base):
+    """A marketplace order as the marketplace last pushed it (app.chat.orders): shown beside the thread to the
+    merchant, the platform's support and the buyer; `items` is its validated items as JSON text."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_buyer_merchant", "buyer_id", "merchant_id", "placed_at", "order_no"),
+        Index("ix_orders_buyer", "buyer_id", "placed_at", "order_no"),
+    )
+
+    order_no: Mapped[str] = mapped_column(String(64), primary_key=True)
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(32))
+    total_fen: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    items: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

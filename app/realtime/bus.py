@@ -15,6 +15,7 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 
 from app.chat.members import MemberChange
 from app.chat.messages import Sent
+from app.chat.orders import Pushed, audience
 from app.chat.recall import Recalled
 from app.db.models import User
 from app.realtime.broker import BrokerStatus, ResilientRedisBackend, channel_namespace
@@ -127,6 +128,19 @@ class Bus:
         events = [(event, self.conversation_channels(change.audience))]
         for sent in change.notices:
             events += self.delivery(sent, None).events
+        return Delivery("", events)
+
+    def order_delivery(self, pushed: Pushed, support_id: str) -> Delivery:
+        """An order that changed: its buyer, its merchant and the platform's support person hear `order` (their
+        orders panels refresh); then the notice it posted, as any message. A repeat tells nobody."""
+        if not pushed.changed:
+            return Delivery("", [])
+        order = pushed.order
+        event = {"t": "order", "order_no": order.order_no, "status": order.status, "buyer": order.buyer_id,
+                 "merchant": order.merchant_id}
+        events = [(event, [person_channel(uid) for uid in dict.fromkeys(audience(order, support_id))])]
+        if pushed.notice is not None:
+            events += self.delivery(pushed.notice, None).events
         return Delivery("", events)
 
     def typing_delivery(self, conversation_id: int, participant_ids: tuple[str, ...], typist_id: str) -> Delivery:

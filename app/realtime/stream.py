@@ -81,7 +81,7 @@ SIGNED_OUT_FIELDS = sse_fields("closed", "signed-out")
 class Frame(NamedTuple):
     """A published event, decoded once for every stream that receives it."""
 
-    # message, read, presence, recall, typing, member, resync, signed_out, or "" (what this version does not know)
+    # message, read, presence, recall, typing, member, order, resync, signed_out, or "" (unknown to this version)
     kind: str
     message_id: int = 0
     fields: bytes = b""
@@ -105,6 +105,11 @@ def frame_of(raw: bytes) -> Frame:
             return Frame(kind, 0, sse_fields(kind, data))
         if kind == "recall":
             return Frame(kind, 0, recall_fields(int(event["cid"]), int(event["mid"]), str(event["html"])))
+        if kind == "order":
+            data = json.dumps({"order_no": str(event["order_no"]), "status": str(event["status"]),
+                               "buyer_id": str(event["buyer"]), "merchant_id": str(event["merchant"])},
+                              ensure_ascii=False)
+            return Frame(kind, 0, sse_fields(kind, data))
         if kind == "member":
             data = json.dumps({"conversation_id": int(event["cid"]), "user_id": str(event["user"]),
                                "action": str(event["action"])})
@@ -305,7 +310,7 @@ class EventStream:
             self.watermark = max(self.watermark, frame.message_id)
             chunk = with_id(self.watermark, frame.fields)
             return (chunk + with_id(self.watermark, frame.then) if frame.then else chunk), False
-        if frame.kind in ("read", "presence", "recall", "typing", "member"):
+        if frame.kind in ("read", "presence", "recall", "typing", "member", "order"):
             return with_id(self.watermark, frame.fields), False
         return b"", False
 

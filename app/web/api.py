@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.chat import card_images, cards, links, sync
+from app.chat import card_images, cards, links, orders, sync
 from app.chat import conversations as convs
 from app.chat import messages as msgs
 from app.chat.api_keys import find_active
@@ -462,9 +462,51 @@ def _conversation_id(raw: str) -> int:
     return value
 
 
+ORDER_EXAMPLE = Example(summary="an order shipped", value={
+    "buyer_id": "b1", "merchant_id": "m1", "status": "已发货", "total_fen": 2590, "currency": "CNY",
+    "items": [{"title": "板蓝根颗粒 20 袋", "quantity": 1, "price_fen": 2590, "image_url": None}],
+    "url": "https://shop.example/orders/202612050001", "placed_at": "2026-12-05T09:30:00+08:00",
+    "updated_at": "2026-12-05T14:02:11+08:00", "notify": True})
+
+
+class OrdersController(Controller):
+    path = "/orders"
+    tags = ["orders"]  # noqa: RUF012
+
+    @put("/{order_no:str}", summary="Create or update an order",
+         responses=ERRORS | {201: ResponseSpec(dict[str, Any], description="Created"),
+                             409: ResponseSpec(data_container=ErrorBody, description="An older version",
+                                               generate_examples=False)})
+    async def put_order(self, state: State, order_no: PathId,
+                        data: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE])]) -> Response[Any]:
+        """Stores the order `order_no` as the marketplace has it now (app.chat.orders): the buyer, the merchant, its
+        status (free text, up to 32 characters: 待付款, 已发货, 退款中 …), total and items in integer fen, its link,
+        when it was placed and `updated_at`, its version. 201 when new, 200 when replaced or repeated (the same
+        version again changes nothing). The buyer, the merchant and the platform's support person see it beside
+        their conversation at once (`event: order`); with `notify: true` a change also posts a notice of the new
+        status into the buyer–merchant conversation. 409 for an `updated_at` older than the stored one or another
+        buyer or merchant; 422 naming the field at fault (e.g. `items[0].price_fen`, `buyer_id`)."""
+        columns, notify = orders.build_order(order_no, data)
+        pushed, delivery = await to_thread.run_sync(_push_order, state, columns, notify)
+        await state.bus.deliver(delivery)
+        return Response(orders.order_data(pushed.order), status_code=201 if pushed.created else 200)
+
+    @get("/{order_no:str}", sync_to_thread=True, summary="Read an order", responses=ERRORS)
+    def get_order(self, db: Db, order_no: PathId) -> dict[str, Any]:
+        """The order `order_no` as last stored; 404 when there is none."""
+        return orders.order_data(orders.get_order(db, order_no[:64]))
+
+
+def _push_order(state: State, columns: dict[str, Any], notify: bool) -> tuple[orders.Pushed, Delivery]:
+    """In a worker thread: store the order and render what to tell (the `order` event, and the notice)."""
+    with state.sessions() as db:
+        pushed = orders.push(db, columns, notify)
+        return pushed, state.bus.order_delivery(pushed, state.settings.support_user)
+
+
 api_router = Router(
     path="/api/v1",
-    route_handlers=[UsersController, LinksController, ConversationsController, CardsController],
+    route_handlers=[UsersController, LinksController, ConversationsController, CardsController, OrdersController],
     guards=[require_api_key],
     exception_handlers={HTTPException: http_error, ChatError: chat_error},  # type: ignore[dict-item]
     security=[{"BearerToken": []}],

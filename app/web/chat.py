@@ -63,6 +63,7 @@ from app.web.identity import (
     read_session,
     set_session,
 )
+from app.web.orders_panel import orders_context
 
 TokenValue = Annotated[str | None, QueryParameter(required=False, max_length=links.MAX_TOKEN_LENGTH)]
 T = TypeVar("T")
@@ -203,6 +204,7 @@ def thread_context(request: Request, db: Session, me: User, cid: int, at: int | 
         "senders": {me.id: me, item.peer.id: item.peer},
         "peer_online": presence.is_online(item.peer.id),
         "evidence": item.conversation.support_id == me.id,  # the platform's member sees recalled originals
+        "orders_panel": orders_context(db, me, item.conversation),  # the buyer's orders beside it, for who may
         "consulting": consulting.pending(db, cid, me.id),  # (key, product card) the person asks about, or None
     }
 

@@ -521,6 +521,10 @@
       s.addEventListener("read", heard(s, (e) => applyRead(JSON.parse(e.data))));
       s.addEventListener("presence", heard(s, (e) => applyPresence(JSON.parse(e.data))));
       // recalls and typing are conversation.js's: handed on as DOM events ("kefu:recall", "kefu:typing")
+      // an order of the buyer changed (app.chat.orders): the orders panel beside the thread comes again
+      s.addEventListener("order", heard(s, () => {
+        for (const panel of $$('[data-testid="orders"]')) htmx.trigger(panel, "kefu-order-changed");
+      }));
       // someone joined or left (the platform stepping in or out): the open thread comes again, with who is in it now
       s.addEventListener("member", heard(s, (e) => {
         const change = JSON.parse(e.data);

@@ -1,0 +1,46 @@
+"""The buyer's orders beside the thread (app.chat.orders): the panel's part of a page, and its pages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Controller, get
+from litestar.response import Template
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.chat import conversations as convs
+from app.chat import orders
+from app.db.models import Conversation, User
+from app.web.deps import PERSON_DEPENDENCIES, Db, Me, PathId, QueryValue, parse_id
+
+
+def orders_context(db: Session, me: User, conversation: Conversation, before: str | None = None) -> dict[str, Any]:
+    """The panel's context: `orders` (each with its `items` decoded), `more` (the order number to continue after,
+    or None) and `orders_cid`; no `orders` at all when this person sees no orders beside this conversation."""
+    pair = [conversation.user_a, conversation.user_b]
+    roles = {user_id: role for user_id, role in db.execute(select(User.id, User.role).where(User.id.in_(pair)))}
+    scope = orders.panel_scope(me, conversation, roles)
+    if scope is None:
+        return {"orders": None}
+    rows, has_more = orders.orders_page(db, scope, before)
+    shown = [{"order": row, "items": json.loads(row.items)} for row in rows]
+    return {"orders": shown, "more": rows[-1].order_no if has_more else None, "orders_cid": conversation.id,
+            "all_shops": scope[1] is None}
+
+
+class OrdersPanelController(Controller):
+    path = "/chat/c/{cid:str}"
+    include_in_schema = False  # web pages; the OpenAPI document is for /api/v1
+    dependencies = PERSON_DEPENDENCIES
+
+    @get("/orders", sync_to_thread=True, name="chat:orders")
+    def orders_page(self, db: Db, me: Me, cid: PathId, before: QueryValue = None) -> Template:
+        """GET /chat/c/{cid}/orders: the orders panel of the conversation (htmx swaps it in, live on `event: order`),
+        or the page after order `before`. Members only (401/403); 404 for no such conversation; an empty panel for a
+        member who sees no orders here."""
+        conversation_id = parse_id(cid)
+        convs.get_membership(db, conversation_id, me.id)
+        context = orders_context(db, me, convs.get_conversation(db, conversation_id), before)
+        return Template("_orders.html", context={**context, "me": me, "page_only": before is not None})
