@@ -117,3 +117,17 @@ def test_a_change_shows_live_and_may_post_a_notice(kefu_server: ServerProcess, o
         sentinel = m1.post(cid, "已经发了")
         heard = buyer.until("message", where=lambda e: f'data-message-id="{sentinel}"' in e.data)
         assert [e.event for e in heard].count("order") == 0 and "状态更新" not in "".join(e.data for e in heard)
+
+
+def test_an_order_is_sent_as_a_card_only_by_those_who_see_it(api: Api) -> None:
+    api.put("/api/v1/orders/SEND-1", order())
+    sent: dict[tuple[str, str], int] = {}
+    for user_id, target in (("m1", "b1"), ("m2", "b1"), ("b1", "m1"), ("b2", "m1")):
+        browser = other_browser(api.client)
+        token = sign_in(browser, user_id, target=target)
+        cid = open_conversation_id(browser, target)
+        answer = browser.post(f"/chat/c/{cid}/orders/SEND-1/card", headers={"X-CSRFToken": token})
+        sent[(user_id, target)] = answer.status_code
+        if answer.status_code == 201:
+            assert 'data-kind="order"' in answer.text and "SEND-1" in answer.text
+    assert sent == {("m1", "b1"): 201, ("m2", "b1"): 404, ("b1", "m1"): 201, ("b2", "m1"): 404}

@@ -147,6 +147,22 @@ def orders_page(session: Session, scope: tuple[str, str | None], before: str | N
     return rows[:limit], len(rows) > limit
 
 
+def order_card(order: Order) -> dict[str, Any]:
+    """The order as a card (app.chat.cards.build_card's shape) to send into a conversation from the panel."""
+    return cards.build_card({"kind": "order", "order_no": order.order_no, "status": order.status,
+                             "total_fen": order.total_fen, "currency": order.currency,
+                             "items": json.loads(order.items), "url": order.url})
+
+
+def visible_order(session: Session, scope: tuple[str, str | None], order_no: str) -> Order:
+    """The order `order_no` when it is in `scope` (panel_scope's answer); NotFound otherwise (the same answer as for
+    no such order: whether another shop's order exists is not told)."""
+    order = session.get(Order, order_no)
+    if order is None or order.buyer_id != scope[0] or scope[1] not in (None, order.merchant_id):
+        raise NotFound(f"no order {order_no[:64]}")
+    return order
+
+
 def audience(order: Order, support_id: str) -> list[str]:
     """Who hears that an order changed: its buyer, its merchant and the platform's support person."""
     return [order.buyer_id, order.merchant_id, support_id]
