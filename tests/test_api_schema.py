@@ -40,6 +40,9 @@ API_OPERATIONS = {
     "GET /api/v1/conversations/{cid}",
     "GET /api/v1/conversations/{cid}/messages",
     "POST /api/v1/conversations/{cid}/messages",
+    "POST /api/v1/conversations/{cid}/cards",
+    "PUT /api/v1/orders/{order_no}",
+    "GET /api/v1/orders/{order_no}",
 }
 URL_RE = re.compile(r"""(?:src|href|url)\s*[=:(]\s*["']([^"']+)["']""", re.IGNORECASE)
 

@@ -34,6 +34,7 @@ def test_the_buyer_asks_the_platform_in_and_all_three_talk_until_support_ends_it
 
     arrived = support.locator('[data-testid="conversation"][data-peer-id="b1"]')
     expect(arrived).to_be_visible()  # live, from the notices
+    expect(arrived.get_by_test_id("intervention-tag")).to_have_text("平台介入")  # not the direct conversation
     arrived.click()
     expect(support.get_by_test_id("leave-button")).to_be_visible()
     send(support, "平台客服已介入，请商家说明")

@@ -493,7 +493,7 @@ class OrdersController(Controller):
 
     @get("/{order_no:str}", sync_to_thread=True, summary="Read an order", responses=ERRORS)
     def get_order(self, db: Db, order_no: PathId) -> dict[str, Any]:
-        """The order `order_no` as last stored; 404 when there is none."""
+        """The order `order_no` as last stored. 404 for no such order."""
         return orders.order_data(orders.get_order(db, order_no[:64]))
 
 
