@@ -229,3 +229,12 @@ def test_the_revision_upgrades_a_database_with_conversations_and_downgrades_an_i
     finally:
         upgrade(database_url)
         engine.dispose()
+
+
+def test_making_transcripts_is_limited_per_person(kefu_server: ServerProcess, open_browser: OpenBrowser) -> None:
+    b1 = open_browser(kefu_server, "b1", target="m1")
+    cid = b1.conversation_with("m1")
+    answers = [b1.client.get(f"/chat/c/{cid}/transcript.json").status_code for _ in range(7)]
+    assert answers == [200] * 6 + [429]
+    refused = b1.client.get(f"/chat/c/{cid}/transcript")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1 and "太频繁" in refused.text

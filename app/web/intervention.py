@@ -10,12 +10,14 @@ from anyio import to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType, RequestEncodingType
+from litestar.exceptions import TooManyRequestsException
 from litestar.params import Body
 from litestar.response import Redirect, Stream, Template
 from sqlalchemy.orm import Session
 
 from app.chat import conversations as convs
 from app.chat import members, transcript
+from app.i18n import gettext as _
 from app.realtime.bus import Delivery
 from app.web import bodies
 from app.web.deps import Db, PathId, current_admin, current_person, parse_id
@@ -28,13 +30,24 @@ def back_to(cid: int, user_id: str) -> Redirect:
     return Redirect(f"/chat/c/{cid}", query_params={"as": user_id}, status_code=303)
 
 
+TRANSCRIPTS = (6, 60.0)  # transcripts one person or admin may make a minute: each reads the whole conversation
+
+
 def may_read_transcript(request: Request, db: Session, conversation_id: int) -> None:
-    """An admin, or a member of the conversation (as the page names them); else 401/403 as for any page, 404 for no
-    such conversation."""
+    """An admin, or a member of the conversation (as the page names them), within TRANSCRIPTS a minute; else 401/403
+    as for any page, 404 for no such conversation, 429 with Retry-After past the limit (a transcript of 100,000
+    messages takes seconds of the server's time)."""
     convs.get_conversation(db, conversation_id)
-    if current_admin(request, db) is not None:
-        return
-    convs.get_membership(db, conversation_id, current_person(request, db).id)
+    admin = current_admin(request, db)
+    if admin is None:
+        reader = current_person(request, db).id
+        convs.get_membership(db, conversation_id, reader)
+    else:
+        reader = f"admin:{admin.user_id}"
+    wait = request.app.state.limiter.retry_after(f"transcript:{reader}", *TRANSCRIPTS)
+    if wait is not None:
+        raise TooManyRequestsException(detail=_("导出会话记录太频繁了，请 {wait} 秒后再试。").format(wait=wait),
+                                       headers={"Retry-After": str(wait)}, extra={"public": True})
 
 
 def _whole(sessions: Any, conversation_id: int) -> Iterator[bytes]:
