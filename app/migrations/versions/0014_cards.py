@@ -18,6 +18,9 @@ down_revision: str | None = "0013_members"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# as every table: utf8mb4, binary collation (ids compare exactly, and foreign keys to users.id need the same one)
+MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
 
 def upgrade() -> None:
     """Adds messages.card (nullable: the messages stored before it carry no card)."""
@@ -31,6 +34,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(64), nullable=False),
         sa.Column("card", sa.Text(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
+        **MYSQL,
     )
 
 

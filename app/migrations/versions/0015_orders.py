@@ -17,6 +17,9 @@ down_revision: str | None = "0014_cards"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# as every table: utf8mb4, binary collation (ids compare exactly, and foreign keys to users.id need the same one)
+MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
 
 def upgrade() -> None:
     """Creates `orders` with its two indexes (a buyer's orders with one merchant, and with every merchant, newest
@@ -33,6 +36,7 @@ def upgrade() -> None:
         sa.Column("url", sa.String(1000), nullable=True),
         sa.Column("placed_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        **MYSQL,
     )
     op.create_index("ix_orders_buyer_merchant", "orders", ["buyer_id", "merchant_id", "placed_at", "order_no"])
     op.create_index("ix_orders_buyer", "orders", ["buyer_id", "placed_at", "order_no"])
