@@ -37,12 +37,12 @@ def may_read_transcript(request: Request, db: Session, conversation_id: int) -> 
     """An admin, or a member of the conversation (as the page names them), within TRANSCRIPTS a minute; else 401/403
     as for any page, 404 for no such conversation, 429 with Retry-After past the limit (a transcript of 100,000
     messages takes seconds of the server's time)."""
-    convs.get_conversation(db, conversation_id)
-    admin = current_admin(request, db)
+    admin = current_admin(request, db)  # who asks comes first: a stranger learns nothing of which ids exist
     if admin is None:
         reader = current_person(request, db).id
         convs.get_membership(db, conversation_id, reader)
     else:
+        convs.get_conversation(db, conversation_id)
         reader = f"admin:{admin.user_id}"
     wait = request.app.state.limiter.retry_after(f"transcript:{reader}", *TRANSCRIPTS)
     if wait is not None:
