@@ -205,10 +205,11 @@ def test_the_admin_monitor_search_matches_message_text(db: Session, app_client: 
 def test_upgrading_a_database_that_holds_messages_makes_them_searchable(database_url: str) -> None:
     """Migration 0012 indexes the messages already stored, and goes down again (SQLite, then MariaDB)."""
     try:
-        downgrade(database_url, "0011_conversation_opener")
         engine = make_engine(database_url)
         with make_sessionmaker(engine)() as db:
-            cid = converse(db, "b1", "m1")
+            cid = converse(db, "b1", "m1")  # made by today's code; the messages come in below as 0011 stored them
+        downgrade(database_url, "0011_conversation_opener")
+        with make_sessionmaker(engine)() as db:
             db.execute(insert(Message), [
                 {"conversation_id": cid, "sender_id": "b1", "kind": "text", "body": body, "created_at": utcnow()}
                 for body in ("升级以前的发货问题", "Order DD20251128001")])
