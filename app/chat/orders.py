@@ -196,6 +196,7 @@ def _check_parties(session: Session, columns: dict[str, Any]) -> None:
 
 
 def _person(raw: dict[str, Any], field: str) -> str:
+    """The user id in `raw[field]` (the id rule of app.chat.people), or InvalidInput naming the field."""
     value = raw.get(field)
     if not isinstance(value, str) or not valid_user_id(value):
         raise InvalidInput(_("{field} 须是一个用户 id。").format(field=field), field=field)
@@ -203,6 +204,7 @@ def _person(raw: dict[str, Any], field: str) -> str:
 
 
 def _moment(raw: dict[str, Any], field: str) -> datetime:
+    """The ISO 8601 time with a zone in `raw[field]`, in UTC, or InvalidInput naming the field."""
     value = raw.get(field)
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None

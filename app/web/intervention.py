@@ -71,6 +71,7 @@ class InterventionController(Controller):
         support person is set up."""
 
         def _work() -> tuple[str, members.MemberChange]:
+            """In a worker thread: (the asker's id, the committed change)."""
             with state.sessions() as db:
                 me = current_person(request, db, write=True)
                 change = members.request_intervention(db, parse_id(cid), me.id, state.settings.support_user,
@@ -88,6 +89,7 @@ class InterventionController(Controller):
         for no such conversation."""
 
         def _work() -> tuple[str, members.MemberChange]:
+            """In a worker thread: (the leaver's id, the committed change)."""
             with state.sessions() as db:
                 me = current_person(request, db, write=True)
                 return me.id, members.leave(db, parse_id(cid), me.id)

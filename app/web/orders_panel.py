@@ -62,6 +62,7 @@ class OrdersPanelController(Controller):
         message's HTML, delivered live like any message; 401, 403 for a non-member or an admin."""
 
         def _work() -> tuple[Sent, User]:
+            """In send_and_deliver's worker thread: the stored card message and its sender."""
             with state.sessions() as db:
                 me = current_person(request, db, write=True)
                 conversation_id = parse_id(cid)
